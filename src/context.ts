@@ -1,0 +1,94 @@
+/**
+ * The run context: everything a step needs from the outside world comes in here, so a unit
+ * test can swap it. Only the CLI layer (main.ts / src/cli.ts) builds a real one.
+ */
+import { Progress, type ProgressSink } from "./progress.ts";
+import type { DockerOptions } from "./docker.ts";
+
+export interface Logger {
+  /** A normal line for people (stderr). */
+  info(msg: string): void;
+  warn(msg: string): void;
+  /** Shown only with --verbose. */
+  debug(msg: string): void;
+}
+
+export interface Context {
+  log: Logger;
+  progress: Progress;
+  /** Options for every docker call (binary, abort signal). */
+  docker: DockerOptions;
+  signal: AbortSignal;
+  /** Environment lookup (never read Deno.env directly in steps). */
+  env(key: string): string | undefined;
+  now(): Date;
+  /** Working directory and the directory of the executable (or main.ts when run from source). */
+  cwd: string;
+  execDir: string;
+  /** Whether stdin is an interactive terminal (prompts allowed). */
+  interactive: boolean;
+  json: boolean;
+}
+
+export interface ContextOptions {
+  json?: boolean;
+  verbose?: boolean;
+  sink?: ProgressSink;
+  signal?: AbortSignal;
+  interactive?: boolean;
+  env?: Record<string, string>;
+  execDir?: string;
+  cwd?: string;
+}
+
+/** The sink for stderr; TTY redraws only when stderr is a terminal and NO_COLOR is unset. */
+export function stderrSink(): ProgressSink {
+  const enc = new TextEncoder();
+  return {
+    write: (t) => {
+      Deno.stderr.writeSync(enc.encode(t));
+    },
+    isTTY: Deno.stderr.isTerminal() && !Deno.env.get("NO_COLOR"),
+  };
+}
+
+/** Builds a context; defaults are the real process's. */
+export function createContext(o: ContextOptions = {}): Context {
+  const sink = o.sink ?? stderrSink();
+  const progress = new Progress(sink);
+  const signal = o.signal ?? new AbortController().signal;
+  const line = (prefix: string) => (msg: string) => {
+    progress.clear();
+    sink.write(`${prefix}${msg}\n`);
+  };
+  const env = o.env;
+  return {
+    log: {
+      info: line(""),
+      warn: line("warning: "),
+      debug: o.verbose ? line("debug: ") : () => {},
+    },
+    progress,
+    docker: { signal },
+    signal,
+    env: (k) => env ? env[k] : Deno.env.get(k),
+    now: () => new Date(),
+    cwd: o.cwd ?? Deno.cwd(),
+    execDir: o.execDir ?? execDir(),
+    interactive: o.interactive ?? Deno.stdin.isTerminal(),
+    json: o.json ?? false,
+  };
+}
+
+/**
+ * The folder of the compiled executable, or of main.ts when run from source: the bundle and
+ * Cortex dir are looked for beside it the same way in both cases.
+ */
+export function execDir(): string {
+  const exe = Deno.execPath();
+  const base = exe.split("/").pop() ?? "";
+  if (/^deno(\.exe)?$/.test(base)) {
+    return new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  }
+  return exe.slice(0, exe.lastIndexOf("/")) || "/";
+}

@@ -1,0 +1,34 @@
+/** Names of files and folders in bundles, Cortex checkouts and the state dir, in one place. */
+
+export const BUNDLE_MANIFEST = "manifest.json";
+export const CHECKSUMS_FILE = "checksums.sha256";
+export const STATUS_FILE = "status.json";
+export const ADMIN_IMAGES_DIR = "images";
+export const ADMIN_MANIFESTS_DIR = "manifests";
+export const MODELS_DIR = "models";
+export const MODELS_ARCHIVE = "models.tar.gz";
+export const HF_CACHE_ARCHIVE = "hf-cache.tar.gz";
+/** `model-<id>-files.tar.gz` in an Admin-UI package. */
+export const MODEL_FILES_ARCHIVE_RE = /^model-([^/]+)-files\.tar\.gz$/;
+
+export const DEFAULT_BUNDLE_DIR = "cortex-offline-images";
+export const DEFAULT_CORTEX_DIR = "Cortex";
+export const COMPOSE_PROD = "docker.compose.prod.yaml";
+export const COMPOSE_DEV = "docker.compose.dev.yaml";
+/** Written by cortex-install into the Cortex dir; compose always runs with it. */
+export const COMPOSE_OVERRIDE = "docker.compose.cortex-install.yaml";
+export const BACKEND_ENV = "backend/.env";
+export const ROOT_ENV = ".env";
+
+export const DEFAULT_PROJECT = "cortex";
+export const DEFAULT_MODELS_DIR = "/var/cortex/models";
+export const DEFAULT_HF_CACHE_DIR = "/var/cortex/hf-cache";
+export const DEFAULT_STATE_DIR = "/var/lib/cortex-install";
+/** Cortex's own host ports, used when no compose file is given. */
+export const DEFAULT_PORTS = [8084, 3001, 9090, 15432, 16379];
+
+export const STATE_JOURNAL = "journal.json";
+export const STATE_LOCK = "lock";
+export const AUDIT_LOG = "audit.log";
+/** Staging folders are named with this prefix, beside their target, and never seen by Cortex. */
+export const STAGING_PREFIX = ".cortex-install-staging-";
