@@ -21,6 +21,8 @@ export interface Context {
   signal: AbortSignal;
   /** Environment lookup (never read Deno.env directly in steps). */
   env(key: string): string | undefined;
+  /** The whole environment (compose interpolates from it). */
+  envAll(): Record<string, string>;
   now(): Date;
   /** Working directory and the directory of the executable (or main.ts when run from source). */
   cwd: string;
@@ -72,6 +74,7 @@ export function createContext(o: ContextOptions = {}): Context {
     docker: { signal },
     signal,
     env: (k) => env ? env[k] : Deno.env.get(k),
+    envAll: () => env ? { ...env } : Deno.env.toObject(),
     now: () => new Date(),
     cwd: o.cwd ?? Deno.cwd(),
     execDir: o.execDir ?? execDir(),

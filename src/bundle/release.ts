@@ -81,7 +81,10 @@ export async function loadReleaseManifest(file?: string): Promise<ReleaseManifes
     try {
       text = await Deno.readTextFile(file);
     } catch (e) {
-      throw preflightError("bundle", `Cannot read release manifest "${file}": ${(e as Error).message}`);
+      throw preflightError(
+        "bundle",
+        `Cannot read release manifest "${file}": ${(e as Error).message}`,
+      );
     }
     return parseReleaseManifest(text, file);
   }

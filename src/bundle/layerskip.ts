@@ -1,0 +1,357 @@
+/**
+ * Layer skipping for fast upgrades.
+ *
+ * `docker load` (classic image store) never opens a layer whose chain the engine already has: it
+ * looks the chain ID up first and only extracts the layer when it is missing. So the stream we
+ * feed it may carry those layers EMPTY, while the installer still hashes every byte of the
+ * original tar. This saves docker's temporary copy of the tar and its read of the shared layers.
+ *
+ * Fails closed: a layer blanked by mistake makes `docker load` fail (it checks each extracted
+ * layer against its diff ID); it can never load wrong content.
+ */
+import { createHash } from "node:crypto";
+
+const BLOCK = 512;
+
+/** What a skipLayersTransform did; filled in while the stream runs. */
+export interface SkipStats {
+  /** Names of the entries sent with their data left out. */
+  blanked: string[];
+  /** Data bytes (with padding) left out of the output. */
+  skippedBytes: number;
+  /** Whether the tar could not be parsed at some point and the rest was passed on unchanged. */
+  gaveUp: boolean;
+}
+
+/** Chain IDs of a layer stack: chainID(0)=diffID(0), chainID(i)=sha256(chainID(i-1) + " " + diffID(i)). */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    if (out.length === 0) {
+      out.push(d);
+    } else {
+      const parent = out[out.length - 1];
+      out.push("sha256:" + createHash("sha256").update(`${parent} ${d}`).digest("hex"));
+    }
+  }
+  return out;
+}
+
+/**
+ * The chain IDs present in the engine, from the `RootFS.Layers` (diff IDs) of every image that
+ * `docker image inspect` shows: each prefix of each image's layer list is a present chain.
+ */
+export function presentChains(layerLists: Iterable<readonly string[]>): Set<string> {
+  const set = new Set<string>();
+  for (const layers of layerLists) for (const c of chainIds(layers)) set.add(c);
+  return set;
+}
+
+/** The part of a TarImage that layersToBlank needs. */
+export interface LayerStack {
+  diffIds: readonly string[];
+  layerPaths: readonly string[];
+}
+
+const normName = (n: string) => n.replace(/^(\.\/)+/, "");
+
+/**
+ * The tar entries that may be sent empty to `docker load`: the layers whose whole chain
+ * (diff_ids[0..i]) is present in the engine. `present` is a set of present chain IDs (see
+ * presentChains) or a function asked with a chain ID and the layer index.
+ *
+ * Takes one image or all images of a tar: a diff ID may be stored once and used at several
+ * places (docker save links duplicates to one file), so a layer is blanked only when every use
+ * of its diff ID, in every image of the tar, has its chain present.
+ */
+export function layersToBlank(
+  images: LayerStack | readonly LayerStack[],
+  present: ReadonlySet<string> | ((chainId: string, index: number) => boolean),
+): Set<string> {
+  const list: readonly LayerStack[] = Array.isArray(images) ? images : [images as LayerStack];
+  const has = typeof present === "function"
+    ? present
+    : (c: string) => (present as ReadonlySet<string>).has(c);
+  const ok = new Map<string, boolean>(); // diffId -> every use present
+  const paths = new Map<string, Set<string>>(); // diffId -> entry names
+  for (const img of list) {
+    if (img.diffIds.length !== img.layerPaths.length) {
+      throw new Error(
+        `layersToBlank: ${img.diffIds.length} diff IDs but ${img.layerPaths.length} layer paths`,
+      );
+    }
+    const chains = chainIds(img.diffIds);
+    let prefixPresent = true;
+    for (let i = 0; i < chains.length; i++) {
+      prefixPresent = prefixPresent && has(chains[i], i);
+      const d = img.diffIds[i];
+      ok.set(d, (ok.get(d) ?? true) && prefixPresent);
+      let s = paths.get(d);
+      if (!s) paths.set(d, s = new Set());
+      s.add(normName(img.layerPaths[i]));
+    }
+  }
+  const out = new Set<string>();
+  for (const [d, good] of ok) if (good) { for (const p of paths.get(d)!) out.add(p); }
+  // A path used by a diff ID that must be kept (should not happen: paths are per diff ID).
+  for (const [d, good] of ok) if (!good) { for (const p of paths.get(d)!) out.delete(p); }
+  return out;
+}
+
+// ---- tar header helpers (pure) ----
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+
+/** A NUL-terminated string field. */
+function cstr(b: Uint8Array, off: number, len: number): string {
+  let end = off;
+  while (end < off + len && b[end] !== 0) end++;
+  return dec.decode(b.subarray(off, end));
+}
+
+/** A numeric field: octal text, or base-256 when the high bit of the first byte is set. */
+export function parseNumeric(b: Uint8Array, off: number, len: number): number {
+  if (b[off] & 0x80) {
+    let v = b[off] & 0x3f; // 0x40 bit would be the sign: negative sizes are not valid
+    if (b[off] & 0x40) return NaN;
+    for (let i = 1; i < len; i++) v = v * 256 + b[off + i];
+    return v;
+  }
+  const s = cstr(b, off, len).trim();
+  if (s === "") return 0;
+  if (!/^[0-7]+$/.test(s)) return NaN;
+  return parseInt(s, 8);
+}
+
+function checksumOf(h: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
+  return sum;
+}
+
+function validChecksum(h: Uint8Array): boolean {
+  const want = parseNumeric(h, 148, 8);
+  if (want === checksumOf(h)) return true;
+  // Some old tars summed signed bytes.
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) signed += i >= 148 && i < 156 ? 32 : (h[i] << 24) >> 24;
+  return want === signed;
+}
+
+/** Returns a copy of a header with a new size (octal) and a recomputed checksum. */
+export function withSize(h: Uint8Array, size: number): Uint8Array {
+  const out = h.slice(0, BLOCK);
+  const field = size.toString(8).padStart(11, "0") + "\0";
+  if (field.length !== 12) throw new Error(`size ${size} does not fit an octal tar field`);
+  out.set(enc.encode(field), 124);
+  const sum = checksumOf(out).toString(8).padStart(6, "0") + "\0 ";
+  out.set(enc.encode(sum), 148);
+  return out;
+}
+
+/** PAX records (`<len> key=value\n`) as raw slices with their keys. */
+function paxRecords(data: Uint8Array): { key: string; value: string; raw: Uint8Array }[] {
+  const out: { key: string; value: string; raw: Uint8Array }[] = [];
+  let i = 0;
+  while (i < data.length) {
+    if (data[i] === 0) break; // padding inside the declared size
+    let sp = i;
+    while (sp < data.length && data[sp] !== 0x20) sp++;
+    const len = parseInt(dec.decode(data.subarray(i, sp)), 10);
+    if (!(len > 0) || i + len > data.length) throw new Error("bad PAX record");
+    const rec = dec.decode(data.subarray(sp + 1, i + len - 1));
+    const eq = rec.indexOf("=");
+    if (eq < 0) throw new Error("bad PAX record");
+    out.push({ key: rec.slice(0, eq), value: rec.slice(eq + 1), raw: data.subarray(i, i + len) });
+    i += len;
+  }
+  return out;
+}
+
+const pad = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
+
+/** Entry types whose size field carries no data (as Go's archive/tar, which docker uses, reads them). */
+const HEADER_ONLY = new Set(["1", "2", "3", "4", "5", "6"]);
+/** Metadata entries that describe the next entry; kept in memory up to this size. */
+const META_TYPES = new Set(["x", "L", "K"]);
+const MAX_META = 1 << 20;
+
+/**
+ * A stream transform that passes a tar through unchanged, except that the regular-file entries
+ * named in `blank` (normalised without a leading `./`) are sent with size 0 and no data. It reads
+ * ustar, GNU (`L`/`K` long names, base-256 sizes) and PAX (`x` path/size records) headers, on
+ * arbitrary chunk boundaries, in constant memory; data is forwarded as subarrays of the input
+ * chunks (no copy). A PAX `size` record of a blanked entry is dropped and its header rewritten.
+ * Anything it cannot parse is passed on unchanged from there on (stats.gaveUp).
+ */
+export function skipLayersTransform(
+  blank: ReadonlySet<string>,
+  stats: SkipStats = { blanked: [], skippedBytes: 0, gaveUp: false },
+): TransformStream<Uint8Array, Uint8Array> {
+  const want = new Set([...blank].map(normName));
+  const header = new Uint8Array(BLOCK);
+  let headerFill = 0;
+  /** Mode: reading a header; passing or skipping `remaining` bytes; collecting meta data. */
+  let mode: "header" | "pass" | "skip" | "meta" | "raw" = "header";
+  let remaining = 0;
+  // The pending metadata entries for the next entry (kept until its header is read).
+  let pending: { header: Uint8Array; data: Uint8Array; type: string }[] = [];
+  let meta:
+    | { header: Uint8Array; data: Uint8Array; fill: number; size: number; type: string }
+    | null = null;
+
+  const flushPending = (c: TransformStreamDefaultController<Uint8Array>) => {
+    for (const p of pending) {
+      c.enqueue(p.header);
+      if (p.data.length) c.enqueue(p.data);
+    }
+    pending = [];
+  };
+
+  const giveUp = (c: TransformStreamDefaultController<Uint8Array>, extra?: Uint8Array) => {
+    stats.gaveUp = true;
+    flushPending(c);
+    if (meta) {
+      c.enqueue(meta.header);
+      if (meta.fill) c.enqueue(meta.data.subarray(0, meta.fill));
+      meta = null;
+    }
+    if (extra && extra.length) c.enqueue(extra);
+    mode = "raw";
+  };
+
+  /** Handles a complete header block. */
+  const onHeader = (c: TransformStreamDefaultController<Uint8Array>, h: Uint8Array) => {
+    if (h.every((b) => b === 0)) {
+      // End-of-archive marker (or padding): pass it and everything after it on unchanged.
+      flushPending(c);
+      c.enqueue(h);
+      return;
+    }
+    if (!validChecksum(h)) return giveUp(c, h);
+    const type = String.fromCharCode(h[156] || 0x30);
+    let size = parseNumeric(h, 124, 12);
+    if (!Number.isSafeInteger(size)) return giveUp(c, h);
+    if (META_TYPES.has(type)) {
+      if (size > MAX_META) return giveUp(c, h);
+      meta = { header: h, data: new Uint8Array(size + pad(size)), fill: 0, size, type };
+      mode = "meta";
+      remaining = size + pad(size);
+      if (remaining === 0) endMeta();
+      return;
+    }
+    // A real entry: work out its name and size from the pending metadata.
+    let name = cstr(h, 0, 100);
+    const magic = dec.decode(h.subarray(257, 263));
+    if (magic === "ustar\0") {
+      const prefix = cstr(h, 345, 155);
+      if (prefix) name = prefix + "/" + name;
+    }
+    let paxSize = false;
+    for (const p of pending) {
+      if (p.type === "L") name = cstr(p.data, 0, p.data.length);
+      if (p.type === "x") {
+        for (const r of paxRecords(p.data)) {
+          if (r.key === "path") name = r.value;
+          if (r.key === "size") {
+            size = Number(r.value);
+            paxSize = true;
+            if (!Number.isSafeInteger(size) || size < 0) return giveUp(c, h);
+          }
+        }
+      }
+    }
+    const dataLen = HEADER_ONLY.has(type) ? 0 : size;
+    const isFile = type === "0" || type === "7";
+    if (isFile && dataLen > 0 && want.has(normName(name))) {
+      if (paxSize) {
+        pending = pending.map((p) => {
+          if (p.type !== "x") return p;
+          const kept = paxRecords(p.data).filter((r) => r.key !== "size").map((r) => r.raw);
+          const len = kept.reduce((n, r) => n + r.length, 0);
+          const data = new Uint8Array(len + pad(len));
+          let o = 0;
+          for (const r of kept) data.set(r, o), o += r.length;
+          return { header: withSize(p.header, len), data, type: "x" };
+        });
+      }
+      flushPending(c);
+      c.enqueue(withSize(h, 0));
+      stats.blanked.push(name);
+      stats.skippedBytes += dataLen + pad(dataLen);
+      mode = "skip";
+      remaining = dataLen + pad(dataLen);
+    } else {
+      flushPending(c);
+      c.enqueue(h);
+      mode = "pass";
+      remaining = dataLen + pad(dataLen);
+    }
+    if (remaining === 0) mode = "header";
+  };
+
+  /** A metadata entry is complete: hold it (data with its padding) until the next header. */
+  const endMeta = () => {
+    const m = meta!;
+    meta = null;
+    pending.push({ header: m.header, data: m.data, type: m.type });
+    mode = "header";
+  };
+
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, c) {
+      let off = 0;
+      while (off < chunk.length) {
+        if (mode === "raw") {
+          c.enqueue(off === 0 ? chunk : chunk.subarray(off));
+          return;
+        }
+        if (mode === "pass" || mode === "skip") {
+          const n = Math.min(remaining, chunk.length - off);
+          if (mode === "pass") c.enqueue(chunk.subarray(off, off + n));
+          off += n;
+          remaining -= n;
+          if (remaining === 0) mode = "header";
+          continue;
+        }
+        if (mode === "meta") {
+          const m = meta!;
+          const n = Math.min(remaining, chunk.length - off);
+          m.data.set(chunk.subarray(off, off + n), m.fill);
+          m.fill += n;
+          off += n;
+          remaining -= n;
+          if (remaining === 0) endMeta();
+          continue;
+        }
+        // header
+        if (headerFill === 0 && chunk.length - off >= BLOCK) {
+          const h = chunk.slice(off, off + BLOCK);
+          off += BLOCK;
+          onHeader(c, h);
+        } else {
+          const n = Math.min(BLOCK - headerFill, chunk.length - off);
+          header.set(chunk.subarray(off, off + n), headerFill);
+          headerFill += n;
+          off += n;
+          if (headerFill === BLOCK) {
+            headerFill = 0;
+            onHeader(c, header.slice());
+          }
+        }
+      }
+    },
+    flush(c) {
+      // A truncated tar: pass on what is held so the reader sees the same bytes.
+      if (mode !== "raw") {
+        flushPending(c);
+        if (meta) {
+          c.enqueue(meta.header);
+          if (meta.fill) c.enqueue(meta.data.subarray(0, meta.fill));
+        }
+        if (headerFill) c.enqueue(header.slice(0, headerFill));
+      }
+    },
+  });
+}

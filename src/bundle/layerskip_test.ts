@@ -1,0 +1,453 @@
+import { assert, assertEquals, assertMatch, assertNotEquals } from "../../test/support/assert.ts";
+import {
+  chainIds,
+  layersToBlank,
+  parseNumeric,
+  presentChains,
+  skipLayersTransform,
+  type SkipStats,
+} from "./layerskip.ts";
+import { inspectImages, runCommand, runDocker } from "../docker.ts";
+
+const enc = new TextEncoder();
+
+// ---- a tiny tar writer for the tests (independent of the code under test) ----
+
+function field(h: Uint8Array, off: number, s: string) {
+  h.set(enc.encode(s), off);
+}
+
+function header(
+  name: string,
+  size: number,
+  type = "0",
+  o: { prefix?: string; base256?: boolean; gnu?: boolean } = {},
+): Uint8Array {
+  const h = new Uint8Array(512);
+  field(h, 0, name);
+  field(h, 100, "0000644\0");
+  field(h, 108, "0000000\0");
+  field(h, 116, "0000000\0");
+  if (o.base256) {
+    h[124] = 0x80;
+    let v = size;
+    for (let i = 135; i > 124; i--) {
+      h[i] = v % 256;
+      v = Math.floor(v / 256);
+    }
+  } else {
+    field(h, 124, size.toString(8).padStart(11, "0") + "\0");
+  }
+  field(h, 136, "14000000000\0");
+  h[156] = type.charCodeAt(0);
+  if (o.gnu) field(h, 257, "ustar  \0");
+  else field(h, 257, "ustar\x0000");
+  if (o.prefix) field(h, 345, o.prefix);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
+  field(h, 148, sum.toString(8).padStart(6, "0") + "\0 ");
+  return h;
+}
+
+function padded(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(data.length / 512) * 512);
+  out.set(data);
+  return out;
+}
+
+function paxData(records: Record<string, string>): Uint8Array {
+  let s = "";
+  for (const [k, v] of Object.entries(records)) {
+    const body = ` ${k}=${v}\n`;
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len++;
+    s += len + body;
+  }
+  return enc.encode(s);
+}
+
+interface Entry {
+  name: string;
+  data?: Uint8Array;
+  type?: string;
+  pax?: Record<string, string>;
+  gnuLong?: boolean;
+  prefix?: string;
+  base256?: boolean;
+  /** Size in the ustar header when a PAX size record carries the real one. */
+  headerSize?: number;
+}
+
+/** Writes a tar; entries in `blank` are written the way the transform must send them. */
+function tar(entries: Entry[], blank = new Set<string>()): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    const isBlank = blank.has(e.name);
+    const data = isBlank ? new Uint8Array(0) : e.data ?? new Uint8Array(0);
+    let pax = e.pax;
+    if (pax && isBlank) pax = Object.fromEntries(Object.entries(pax).filter(([k]) => k !== "size"));
+    if (pax) {
+      const d = paxData(pax);
+      parts.push(header("PaxHeaders/x", d.length, "x"), padded(d));
+    }
+    let name = e.name;
+    if (e.gnuLong) {
+      const d = enc.encode(e.name + "\0");
+      parts.push(header("././@LongLink", d.length, "L", { gnu: true }), padded(d));
+      name = e.name.slice(0, 99);
+    } else if (e.pax?.path) {
+      name = "short";
+    } else if (e.prefix) {
+      name = e.name.slice(e.prefix.length + 1);
+    }
+    const size = isBlank ? 0 : e.headerSize ?? data.length;
+    parts.push(
+      header(name, size, e.type ?? "0", {
+        prefix: e.prefix,
+        base256: e.base256 && !isBlank, // a blanked size is written in octal
+        gnu: e.gnuLong,
+      }),
+    );
+    parts.push(padded(data));
+  }
+  parts.push(new Uint8Array(1024));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) out.set(p, o), o += p.length;
+  return out;
+}
+
+function bytes(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+async function run(
+  input: Uint8Array,
+  blank: Set<string>,
+  chunk: number,
+): Promise<{ out: Uint8Array; stats: SkipStats }> {
+  const stats: SkipStats = { blanked: [], skippedBytes: 0, gaveUp: false };
+  const src = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < input.length; i += chunk) c.enqueue(input.slice(i, i + chunk));
+      c.close();
+    },
+  });
+  const buf = await new Response(src.pipeThrough(skipLayersTransform(blank, stats))).arrayBuffer();
+  return { out: new Uint8Array(buf), stats };
+}
+
+const CHUNKS = [1, 511, 512, 513, 65536, 1 << 30];
+
+// The layout of a legacy `docker save`, plus the header kinds a tar may use.
+const ENTRIES: Entry[] = [
+  { name: "aaa", type: "5" },
+  { name: "aaa/VERSION", data: enc.encode("1.0") },
+  { name: "aaa/layer.tar", data: bytes(5000, 1) },
+  { name: "bbb/layer.tar", data: bytes(1024, 2) },
+  { name: "ccc/layer.tar", type: "2" },
+  { name: "p".repeat(120) + "/layer.tar", data: bytes(700, 3), gnuLong: true },
+  {
+    name: "q".repeat(130) + "/layer.tar",
+    data: bytes(900, 4),
+    pax: { path: "q".repeat(130) + "/layer.tar", size: "900" },
+    headerSize: 0,
+  },
+  { name: "pre/fixed/layer.tar", data: bytes(513, 5), prefix: "pre/fixed" },
+  { name: "b256/layer.tar", data: bytes(1500, 6), base256: true },
+  { name: "manifest.json", data: enc.encode('[{"Config":"x.json"}]') },
+];
+
+Deno.test("skipLayersTransform() blanks the named entries at any chunk size", async (t) => {
+  const input = tar(ENTRIES);
+  const sets: [string, string[]][] = [
+    ["nothing", []],
+    ["a plain layer", ["aaa/layer.tar"]],
+    ["./-prefixed name", ["./bbb/layer.tar"]],
+    ["GNU long name", ["p".repeat(120) + "/layer.tar"]],
+    ["PAX path and size", ["q".repeat(130) + "/layer.tar"]],
+    ["ustar prefix", ["pre/fixed/layer.tar"]],
+    ["base-256 size", ["b256/layer.tar"]],
+    ["all layers", [
+      "aaa/layer.tar",
+      "bbb/layer.tar",
+      "p".repeat(120) + "/layer.tar",
+      "q".repeat(130) + "/layer.tar",
+      "pre/fixed/layer.tar",
+      "b256/layer.tar",
+    ]],
+  ];
+  for (const [label, names] of sets) {
+    const blank = new Set(names);
+    const expected = tar(ENTRIES, new Set(names.map((n) => n.replace(/^\.\//, ""))));
+    for (const chunk of CHUNKS) {
+      await t.step(`${label}, chunks of ${chunk}`, async () => {
+        const { out, stats } = await run(input, blank, chunk);
+        assertEquals(out.length, expected.length);
+        assertEquals(out, expected);
+        assertEquals(stats.blanked.length, names.length);
+        assertEquals(stats.gaveUp, false);
+        const skipped = ENTRIES.filter((e) => blank.has(e.name) || blank.has(`./${e.name}`))
+          .reduce((n, e) => n + padded(e.data!).length, 0);
+        assertEquals(stats.skippedBytes, skipped);
+      });
+    }
+  }
+  await t.step(
+    "a symlink, a directory or a small file named in the set is left alone",
+    async () => {
+      const { out, stats } = await run(input, new Set(["ccc/layer.tar", "aaa"]), 4096);
+      assertEquals(out, input);
+      assertEquals(stats.blanked, []);
+    },
+  );
+});
+
+Deno.test("skipLayersTransform() output is read by GNU tar with blanked entries empty", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cit-state-layerskip-" });
+  try {
+    await Deno.mkdir(`${dir}/src/${"d".repeat(110)}`, { recursive: true });
+    const long = `${"d".repeat(110)}/layer.tar`;
+    await Deno.writeFile(`${dir}/src/${long}`, bytes(3000, 7));
+    await Deno.writeFile(`${dir}/src/keep.tar`, bytes(2000, 8));
+    for (const format of ["gnu", "posix", "ustar"]) {
+      if (format === "ustar") continue; // ustar cannot hold the 121-byte name
+      const made = await new Deno.Command("tar", {
+        args: [`--format=${format}`, "-C", `${dir}/src`, "-cf", `${dir}/in.tar`, long, "keep.tar"],
+      }).output();
+      assertEquals(made.code, 0, new TextDecoder().decode(made.stderr));
+      const input = await Deno.readFile(`${dir}/in.tar`);
+      const { out, stats } = await run(input, new Set([long]), 513);
+      assertEquals(stats.blanked, [long]);
+      await Deno.writeFile(`${dir}/out.tar`, out);
+      const list = await new Deno.Command("tar", { args: ["-tvf", `${dir}/out.tar`] }).output();
+      assertEquals(list.code, 0, new TextDecoder().decode(list.stderr));
+      const lines = new TextDecoder().decode(list.stdout).trim().split("\n");
+      assertEquals(lines.length, 2);
+      assertMatch(lines[0], new RegExp(` 0 .*${long}$`));
+      assertMatch(lines[1], / 2000 .*keep\.tar$/);
+      const x = await new Deno.Command("tar", {
+        args: ["-xOf", `${dir}/out.tar`, "keep.tar"],
+        stdout: "piped",
+      }).output();
+      assertEquals(x.stdout, bytes(2000, 8));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("skipLayersTransform() passes a non-tar on unchanged", async (t) => {
+  for (const chunk of [1, 512, 65536]) {
+    await t.step(`chunks of ${chunk}`, async () => {
+      const junk = bytes(3000, 9);
+      const { out, stats } = await run(junk, new Set(["x"]), chunk);
+      assertEquals(out, junk);
+      assertEquals(stats.gaveUp, true);
+    });
+  }
+  await t.step("a truncated tar comes out as it went in", async () => {
+    const input = tar(ENTRIES).subarray(0, 700);
+    const { out } = await run(input, new Set(["bbb/layer.tar"]), 100);
+    assertEquals(out, input);
+  });
+});
+
+Deno.test("parseNumeric() reads octal and base-256 fields", async (t) => {
+  const cases: [string, Uint8Array, number][] = [
+    ["octal", header("a", 0o1234).subarray(124, 136), 0o1234],
+    [
+      "base-256 over 8 GiB",
+      header("a", 20 * 2 ** 30, "0", { base256: true }).subarray(124, 136),
+      20 * 2 ** 30,
+    ],
+    ["empty", new Uint8Array(12), 0],
+  ];
+  for (const [name, b, want] of cases) {
+    await t.step(name, () => assertEquals(parseNumeric(b, 0, 12), want));
+  }
+});
+
+async function sha256Hex(s: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", enc.encode(s));
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("chainIds() follows the image spec", async () => {
+  const d = ["sha256:" + "a".repeat(64), "sha256:" + "b".repeat(64), "sha256:" + "c".repeat(64)];
+  const c1 = "sha256:" + await sha256Hex(`${d[0]} ${d[1]}`);
+  const c2 = "sha256:" + await sha256Hex(`${c1} ${d[2]}`);
+  assertEquals(chainIds(d), [d[0], c1, c2]);
+  assertEquals(chainIds([]), []);
+});
+
+Deno.test("layersToBlank() blanks only layers whose whole chain is present", async (t) => {
+  const [a, b, c, x] = ["a", "b", "c", "x"].map((l) => "sha256:" + l.repeat(64));
+  const img = { diffIds: [a, b, c], layerPaths: ["la/layer.tar", "lb/layer.tar", "lc/layer.tar"] };
+  const cases: [string, string[][], string[]][] = [
+    ["nothing present", [], []],
+    ["base present", [[a]], ["la/layer.tar"]],
+    ["two of three", [[a, b, x]], ["la/layer.tar", "lb/layer.tar"]],
+    ["all present", [[a, b, c]], ["la/layer.tar", "lb/layer.tar", "lc/layer.tar"]],
+    ["same diff IDs, other base: no chain", [[x, b, c]], []],
+    ["a diff ID present only higher up does not count", [[x, a]], []],
+  ];
+  for (const [name, engine, want] of cases) {
+    await t.step(name, () => {
+      assertEquals([...layersToBlank(img, presentChains(engine))].sort(), want);
+    });
+  }
+  await t.step("a function is asked with chain IDs", () => {
+    const asked: string[] = [];
+    const got = layersToBlank(img, (cid, i) => (asked.push(cid), i < 1));
+    assertEquals([...got], ["la/layer.tar"]);
+    // It stops asking once a chain is missing: nothing above it can be blanked.
+    assertEquals(asked, chainIds([a, b, c]).slice(0, 2));
+  });
+  await t.step("a diff ID used twice is blanked only when both uses are present", () => {
+    const dup = {
+      diffIds: [a, b, a],
+      layerPaths: ["l1/layer.tar", "l2/layer.tar", "l3/layer.tar"],
+    };
+    assertEquals([...layersToBlank(dup, presentChains([[a, b]]))], ["l2/layer.tar"]);
+    assertEquals(
+      [...layersToBlank(dup, presentChains([[a, b, a]]))].sort(),
+      ["l1/layer.tar", "l2/layer.tar", "l3/layer.tar"],
+    );
+  });
+  await t.step("several images in one tar", () => {
+    const other = { diffIds: [x, a], layerPaths: ["lx/layer.tar", "la/layer.tar"] };
+    assertEquals([...layersToBlank([img, other], presentChains([[a]]))], []);
+  });
+});
+
+// ---- against the real engine ----
+
+const dockerUp = await new Deno.Command("docker", {
+  args: ["info"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then((o) => o.code === 0, () => false);
+
+async function sh(cmd: string[], stdin?: ReadableStream<Uint8Array>) {
+  const r = await runCommand(cmd[0], cmd.slice(1), { stdin });
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+interface SavedImage {
+  id: string;
+  diffIds: string[];
+  layerPaths: string[];
+}
+
+/** Reads the first image of a legacy `docker save` tar with GNU tar (not the code under test). */
+async function readSaved(tarPath: string): Promise<SavedImage> {
+  const manifest = JSON.parse(await sh(["tar", "-xOf", tarPath, "manifest.json"]));
+  const config = JSON.parse(await sh(["tar", "-xOf", tarPath, manifest[0].Config]));
+  const hex = manifest[0].Config.replace(/^blobs\/sha256\//, "").replace(/\.json$/, "");
+  return { id: `sha256:${hex}`, diffIds: config.rootfs.diff_ids, layerPaths: manifest[0].Layers };
+}
+
+/** Builds base A (busybox, a unique file, optionally big) and B = A + one RUN layer. */
+async function makeImages(dir: string, bigMiB = 0) {
+  const tag = `cit-state-${crypto.randomUUID().slice(0, 8)}`;
+  const root = `${dir}/root`;
+  await Deno.mkdir(`${root}/bin`, { recursive: true });
+  await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
+  for (const l of ["sh", "cat", "echo"]) await Deno.symlink("busybox", `${root}/bin/${l}`);
+  await Deno.writeTextFile(`${root}/unique`, tag);
+  if (bigMiB) await sh(["sh", "-c", `head -c ${bigMiB}M /dev/urandom > ${root}/big`]);
+  const a = `${tag}/a:1`;
+  const b = `${tag}/b:1`;
+  await sh(["sh", "-c", `tar -C ${root} -c . | docker import --change 'LABEL cit=1' - ${a}`]);
+  await Deno.writeTextFile(`${dir}/Dockerfile`, `FROM ${a}\nRUN echo x-${tag} > /f\n`);
+  await Deno.writeTextFile(`${dir}/.dockerignore`, "*\n");
+  await sh(["docker", "build", "--network", "none", "-q", "-t", b, dir]);
+  return { a, b, tag };
+}
+
+/** Streams a tar through the transform into `docker load`. */
+async function loadBlanked(tarPath: string, blank: Set<string>) {
+  const stats: SkipStats = { blanked: [], skippedBytes: 0, gaveUp: false };
+  const file = await Deno.open(tarPath);
+  const r = await runDocker(["load"], {
+    stdin: file.readable.pipeThrough(skipLayersTransform(blank, stats)),
+  });
+  return { r, stats };
+}
+
+Deno.test({
+  name: "skipLayersTransform() lets docker load an image whose base layers are left out",
+  ignore: !dockerUp,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "cit-state-layerskip-" });
+    const { a, b } = await makeImages(dir);
+    try {
+      await sh(["docker", "save", "-o", `${dir}/b.tar`, b]);
+      const saved = await readSaved(`${dir}/b.tar`);
+      assertEquals(saved.diffIds.length, 2);
+      assertEquals(await sh(["docker", "image", "inspect", "-f", "{{.Id}}", b]), saved.id);
+      await sh(["docker", "rmi", b]);
+      const aInfo = (await inspectImages([a])).get(a)!;
+      const blank = layersToBlank(saved, presentChains([aInfo.layers]));
+      assertEquals([...blank], [saved.layerPaths[0]]);
+
+      const { r, stats } = await loadBlanked(`${dir}/b.tar`, blank);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(stats.blanked, [saved.layerPaths[0]]);
+      assert(stats.skippedBytes > 1_000_000, `skipped ${stats.skippedBytes}`);
+      assertEquals(await sh(["docker", "image", "inspect", "-f", "{{.Id}}", b]), saved.id);
+      const f = await sh(["docker", "run", "--rm", "--network", "none", b, "cat", "/f"]);
+      assertMatch(f, /^x-cit-state-/);
+
+      // Fails closed: without the base in the engine, the blanked stream cannot load.
+      await sh(["docker", "rmi", b, a]);
+      const again = await loadBlanked(`${dir}/b.tar`, blank);
+      assertNotEquals(again.r.code, 0);
+      assertEquals((await inspectImages([b])).size, 0);
+    } finally {
+      await runDocker(["rmi", b, a]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "skipLayersTransform() timing with a 1 GiB base present (CIT_LAYERSKIP_BENCH=1)",
+  ignore: !dockerUp || Deno.env.get("CIT_LAYERSKIP_BENCH") !== "1",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "cit-state-layerskip-" });
+    const { a, b } = await makeImages(dir, 1024);
+    try {
+      await sh(["docker", "save", "-o", `${dir}/b.tar`, b]);
+      const saved = await readSaved(`${dir}/b.tar`);
+      const aInfo = (await inspectImages([a])).get(a)!;
+      const blank = layersToBlank(saved, presentChains([aInfo.layers]));
+      const time = async (f: () => Promise<unknown>) => {
+        await sh(["docker", "rmi", b]);
+        const t0 = performance.now();
+        await f();
+        return ((performance.now() - t0) / 1000).toFixed(2);
+      };
+      const plain = await time(() => sh(["docker", "load", "-i", `${dir}/b.tar`]));
+      const blanked = await time(async () => {
+        const { r } = await loadBlanked(`${dir}/b.tar`, blank);
+        assertEquals(r.code, 0, r.stderr);
+      });
+      const hashOnly = await time(() => sh(["sha256sum", `${dir}/b.tar`]));
+      await sh(["docker", "image", "inspect", b]).catch(() =>
+        sh(["docker", "load", "-i", `${dir}/b.tar`])
+      );
+      console.log(
+        `1 GiB base present: docker load ${plain}s, blanked load ${blanked}s (sha256sum alone ${hashOnly}s)`,
+      );
+    } finally {
+      await runDocker(["rmi", b, a]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,104 @@
+/** One handler per command: resolve inputs, call the steps, shape the report. */
+import type { Context } from "../context.ts";
+import { loadReleaseManifest } from "../bundle/release.ts";
+import { readBundle } from "../bundle/read.ts";
+import { verifyBundle } from "../steps/verify.ts";
+import { loadImages } from "../steps/load.ts";
+import { runDoctor } from "../doctor/mod.ts";
+import { ExitCode } from "../errors.ts";
+import { absPath, locateBundle } from "./paths.ts";
+import type { CommandHandler } from "./run.ts";
+import { installCommand, planCommand } from "./install.ts";
+import { rollbackCommand, statusCommand } from "./state.ts";
+import { demoCommand } from "./demo.ts";
+
+const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+
+const verifyCommand: CommandHandler = async (ctx, f) => {
+  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
+  const bundle = await readBundle(await locateBundle(ctx, str(f.bundle)), release);
+  ctx.log.info(`Bundle ${bundle.dir}: ${formatName(bundle.format)}, ${bundle.files.length} files`);
+  const report = await verifyBundle(ctx, bundle, { allowUnlisted: f["allow-unlisted"] === true });
+  const lines = report.files.map((x) => `  ${x.verdict.padEnd(9)} ${x.path}`);
+  const human = [
+    `${report.ok ? "OK" : "FAILED"}: ${report.files.length} files checked in ${bundle.dir}`,
+    ...lines,
+    ...report.errors.map((e) => `error: ${e}`),
+  ].join("\n");
+  return {
+    exitCode: report.ok ? ExitCode.Ok : ExitCode.Integrity,
+    report: { command: "verify", bundle: { dir: bundle.dir, format: bundle.format }, ...report },
+    human,
+  };
+};
+
+const loadCommand: CommandHandler = async (ctx, f) => {
+  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
+  const bundle = await readBundle(await locateBundle(ctx, str(f.bundle)), release);
+  ctx.log.info(
+    `Bundle ${bundle.dir}: ${formatName(bundle.format)}, ${bundle.images.length} images`,
+  );
+  const report = await loadImages(ctx, bundle, {
+    allowUnlisted: f["allow-unlisted"] === true,
+    noVerify: f["no-verify"] === true,
+  });
+  const human = [
+    `Loaded images from ${bundle.dir}:`,
+    ...report.images.map((i) =>
+      `  ${i.verdict.padEnd(16)} ${i.file}  ${(i.refs ?? []).join(", ")}`
+    ),
+  ].join("\n");
+  return {
+    exitCode: ExitCode.Ok, // a critical failure throws; an optional one is a warning
+    report: { command: "load", bundle: { dir: bundle.dir, format: bundle.format }, ...report },
+    human,
+  };
+};
+
+const doctorCommand: CommandHandler = async (ctx, f) => {
+  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
+  const bundle = f.bundle
+    ? await readBundle(await locateBundle(ctx, str(f.bundle)), release)
+    : undefined;
+  const report = await runDoctor(ctx, {
+    bundle,
+    network: f.offline ? "offline" : f.online ? "online" : undefined,
+    composeFile: str(f["compose-file"]) && absPath(ctx, str(f["compose-file"])!),
+    composeProject: str(f["project-name"]),
+    modelsDir: str(f["models-dir"]),
+    hfCacheDir: str(f["hf-cache-dir"]),
+    stateDir: str(f["state-dir"]),
+  });
+  const icon = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;
+  const human = report.checks.map((c) =>
+    `[${icon[c.status]}] ${c.title}: ${c.detail}${
+      c.hint && c.status !== "ok" ? `\n       hint: ${c.hint}` : ""
+    }`
+  ).join("\n");
+  return {
+    exitCode: report.ok ? ExitCode.Ok : ExitCode.Preflight,
+    report: { command: "doctor", ...report },
+    human,
+  };
+};
+
+function formatName(f: string): string {
+  return f === "script"
+    ? "Cortex script package"
+    : f === "admin-ui"
+    ? "Cortex Admin-UI migration package"
+    : "folder of docker save tars";
+}
+
+export const COMMAND_HANDLERS: Record<string, CommandHandler> = {
+  install: installCommand,
+  plan: planCommand,
+  verify: verifyCommand,
+  load: loadCommand,
+  doctor: doctorCommand,
+  status: statusCommand,
+  rollback: rollbackCommand,
+  demo: demoCommand,
+};
+
+export type { Context };

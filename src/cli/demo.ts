@@ -1,0 +1,77 @@
+/**
+ * `demo`: build the demo bundle (busybox stand-ins named like Cortex's images) in a throwaway
+ * directory and run the real `install` on it, end to end, against the real engine.
+ */
+import { buildDemo, ensureEngine } from "../demo.ts";
+import { stopStack } from "../install/stack.ts";
+import { runInstall } from "../steps/install.ts";
+import { COMPOSE_OVERRIDE, COMPOSE_PROD } from "../layout.ts";
+import { ExitCode } from "../errors.ts";
+import { absPath } from "./paths.ts";
+import { parseWaitTimeout, renderReport } from "./install.ts";
+import type { CommandHandler } from "./run.ts";
+
+export const demoCommand: CommandHandler = async (ctx, f) => {
+  const dir = absPath(ctx, typeof f.dir === "string" ? f.dir : ".demo");
+  await ensureEngine(ctx);
+  const demo = await buildDemo(ctx, dir);
+  const composeFile = `${demo.cortexDir}/${COMPOSE_PROD}`;
+  const project = "cortex-demo";
+  const report = await runInstall(ctx, {
+    bundleDir: demo.bundleDir,
+    cortexDir: demo.cortexDir,
+    composeFile,
+    project,
+    modelsDir: demo.modelsDir,
+    hfCacheDir: demo.hfCacheDir,
+    stateDir: demo.stateDir,
+    manifestPath: demo.manifestPath,
+    waitTimeoutSec: parseWaitTimeout(
+      typeof f["wait-timeout"] === "string" ? f["wait-timeout"] : undefined,
+    ),
+    skipModels: false,
+    skipStart: false,
+    link: false,
+    allowDowngrade: false,
+    allowUnlisted: false,
+    noVerify: false,
+    dryRun: false,
+    confirm: () => Promise.resolve(true),
+    argv: Deno.args,
+  });
+  const lines = [renderReport(report)];
+  let settings = "";
+  for (const url of report.urls ?? []) {
+    try {
+      const r = await fetch(url.replace(/\/health$/, "/settings.txt"), {
+        signal: AbortSignal.timeout(3000),
+      });
+      settings = r.ok ? (await r.text()).trim() : "";
+    } catch { /* the demo gateway serves it; a real one does not */ }
+  }
+  if (settings) {
+    lines.push(
+      "  the gateway container sees:",
+      ...settings.split("\n").map((s) => `    ${s}`),
+    );
+  }
+  lines.push(
+    "",
+    `Demo files: ${dir} (bundle, Cortex dir, models, state; journal and audit log in ${demo.stateDir})`,
+    `Run it again: it should find nothing to do. Status: deno run -A main.ts status --state-dir ${demo.stateDir}`,
+  );
+  if (f.keep !== true) {
+    await stopStack(ctx, {
+      cortexDir: demo.cortexDir,
+      files: [composeFile, `${demo.cortexDir}/${COMPOSE_OVERRIDE}`],
+      project,
+      profiles: report.plan?.profiles ?? [],
+    });
+    lines.push("Stopped the demo stack (pass --keep to leave it running).");
+  }
+  return {
+    exitCode: ExitCode.Ok,
+    report: { ...report, command: "demo", dir } as unknown as Record<string, unknown>,
+    human: lines.join("\n"),
+  };
+};

@@ -1,0 +1,342 @@
+/**
+ * Flags of every command, in one table: the parser and `--help` are both generated from it, so the
+ * help can never list a flag that does not exist or miss one that does.
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
+
+export interface FlagSpec {
+  name: string;
+  type: "string" | "boolean";
+  /** Placeholder for string flags in help, e.g. "DIR". */
+  arg?: string;
+  help: string;
+  default?: string;
+}
+
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  usage: string;
+  flags: FlagSpec[];
+  /** Extra help text after the flags. */
+  notes?: string;
+}
+
+const bundle: FlagSpec = {
+  name: "bundle",
+  type: "string",
+  arg: "DIR",
+  help:
+    "the offline bundle (a Cortex script package, an Admin-UI export, or a folder of docker save tars); default: cortex-offline-images beside the executable, then in the working directory",
+};
+const json: FlagSpec = {
+  name: "json",
+  type: "boolean",
+  help: "print one JSON report on stdout (progress stays on stderr)",
+};
+const manifest: FlagSpec = {
+  name: "manifest",
+  type: "string",
+  arg: "FILE",
+  help: "release manifest replacing the embedded one (images, critical, env keys, sha256 pins)",
+};
+const allowUnlisted: FlagSpec = {
+  name: "allow-unlisted",
+  type: "boolean",
+  help: "accept image tars that no checksum or pin covers (they are loaded unverified)",
+};
+const noVerify: FlagSpec = {
+  name: "no-verify",
+  type: "boolean",
+  help: "DANGEROUS: skip SHA-256 verification entirely",
+};
+const offline: FlagSpec = {
+  name: "offline",
+  type: "boolean",
+  help: "treat the host as offline, whatever the network probes say",
+};
+const online: FlagSpec = {
+  name: "online",
+  type: "boolean",
+  help: "treat the host as online, whatever the network probes say",
+};
+const verbose: FlagSpec = { name: "verbose", type: "boolean", help: "show debug lines" };
+const stateDir: FlagSpec = {
+  name: "state-dir",
+  type: "string",
+  arg: "DIR",
+  help: "where the journal, lock and audit log live",
+  default: "/var/lib/cortex-install",
+};
+const cortexDir: FlagSpec = {
+  name: "cortex-dir",
+  type: "string",
+  arg: "DIR",
+  help:
+    "the Cortex checkout with the compose files and backend/; default: Cortex beside the executable, then in the working directory",
+};
+const composeFile: FlagSpec = {
+  name: "compose-file",
+  type: "string",
+  arg: "FILE",
+  help:
+    "compose file; default: docker.compose.prod.yaml in the Cortex dir if present, else docker.compose.dev.yaml",
+};
+const projectName: FlagSpec = {
+  name: "project-name",
+  type: "string",
+  arg: "NAME",
+  help: "compose project name",
+  default: "cortex",
+};
+const modelsDir: FlagSpec = {
+  name: "models-dir",
+  type: "string",
+  arg: "DIR",
+  help: "where models are seeded",
+  default: "/var/cortex/models",
+};
+const hfCacheDir: FlagSpec = {
+  name: "hf-cache-dir",
+  type: "string",
+  arg: "DIR",
+  help: "Hugging Face cache",
+  default: "/var/cortex/hf-cache",
+};
+const waitTimeout: FlagSpec = {
+  name: "wait-timeout",
+  type: "string",
+  arg: "SECONDS",
+  help: "how long to wait for the stack to become healthy",
+  default: "300",
+};
+const yes: FlagSpec = {
+  name: "yes",
+  type: "boolean",
+  help: "answer yes to every question (never prompt)",
+};
+const help: FlagSpec = { name: "help", type: "boolean", help: "show this help" };
+
+const installFlags: FlagSpec[] = [
+  bundle,
+  cortexDir,
+  composeFile,
+  projectName,
+  modelsDir,
+  hfCacheDir,
+  stateDir,
+  manifest,
+  offline,
+  online,
+  {
+    name: "profiles",
+    type: "string",
+    arg: "LIST",
+    help:
+      "comma-separated compose profiles; default: gpu when a GPU and the nvidia runtime are present, plus linux on Linux",
+  },
+  waitTimeout,
+  { name: "skip-models", type: "boolean", help: "do not seed models" },
+  { name: "skip-start", type: "boolean", help: "do not start the stack" },
+  {
+    name: "link",
+    type: "boolean",
+    help: "hardlink model files instead of copying when bundle and models dir share a filesystem",
+  },
+  {
+    name: "allow-downgrade",
+    type: "boolean",
+    help: "install a bundle older than the installed release",
+  },
+  allowUnlisted,
+  noVerify,
+  yes,
+  json,
+  { name: "dry-run", type: "boolean", help: "show the plan and change nothing (same as `plan`)" },
+  verbose,
+  help,
+];
+
+export const COMMANDS: CommandSpec[] = [
+  {
+    name: "install",
+    summary: "verify, load, configure, seed models and start Cortex (the default command)",
+    usage: "cortex-install [install] [flags]",
+    flags: installFlags,
+  },
+  {
+    name: "plan",
+    summary: "show what install would do, change nothing",
+    usage: "cortex-install plan [flags]",
+    flags: installFlags.filter((f) => f.name !== "dry-run" && f.name !== "yes"),
+  },
+  {
+    name: "verify",
+    summary: "check every file of a bundle against its SHA-256 (changes nothing)",
+    usage: "cortex-install verify --bundle DIR [flags]",
+    flags: [bundle, manifest, allowUnlisted, json, verbose, help],
+  },
+  {
+    name: "load",
+    summary: "verify and load the bundle's images in one pass, skipping those already present",
+    usage: "cortex-install load --bundle DIR [flags]",
+    flags: [bundle, manifest, allowUnlisted, noVerify, json, verbose, help],
+  },
+  {
+    name: "doctor",
+    summary: "read-only preflight: Docker, Compose, disk, GPU, network, ports",
+    usage: "cortex-install doctor [--bundle DIR] [flags]",
+    flags: [
+      bundle,
+      manifest,
+      composeFile,
+      projectName,
+      modelsDir,
+      hfCacheDir,
+      stateDir,
+      offline,
+      online,
+      json,
+      verbose,
+      help,
+    ],
+  },
+  {
+    name: "status",
+    summary: "what is installed, from which bundle, images, models, services, last run",
+    usage: "cortex-install status [flags]",
+    flags: [stateDir, json, verbose, help],
+  },
+  {
+    name: "rollback",
+    summary: "restore the previous recorded release (images, env files, override) and start it",
+    usage: "cortex-install rollback [flags]",
+    flags: [stateDir, waitTimeout, yes, json, verbose, help],
+  },
+  {
+    name: "demo",
+    summary:
+      "build a demo bundle (busybox stand-ins) in a throwaway directory and install it end to end",
+    usage: "cortex-install demo [--dir DIR] [flags]",
+    flags: [
+      {
+        name: "dir",
+        type: "string",
+        arg: "DIR",
+        help: "where the demo bundle, Cortex dir, models and state go",
+        default: ".demo",
+      },
+      { name: "keep", type: "boolean", help: "leave the demo stack running" },
+      waitTimeout,
+      json,
+      verbose,
+      help,
+    ],
+  },
+];
+
+export type Parsed = {
+  command: CommandSpec;
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+};
+
+/** Finds the command (default `install`) and parses its flags; unknown flags are usage errors. */
+export function parseCommandLine(argv: string[]): Parsed | { global: "help" | "version" } {
+  if (argv.length === 0) return parseFor(COMMANDS[0], argv);
+  const first = argv[0];
+  if (first === "--help" || first === "-h" || first === "help") {
+    if (argv[1]) {
+      const c = COMMANDS.find((c) => c.name === argv[1]);
+      if (!c) throw new UsageError(`Unknown command "${argv[1]}"`, "Run `cortex-install --help`.");
+      return { command: c, values: { help: true }, positionals: [] };
+    }
+    return { global: "help" };
+  }
+  if (first === "--version" || first === "-V") return { global: "version" };
+  if (first.startsWith("-")) return parseFor(COMMANDS[0], argv);
+  const cmd = COMMANDS.find((c) => c.name === first);
+  if (!cmd) {
+    throw new UsageError(
+      `Unknown command "${first}"`,
+      `Commands: ${COMMANDS.map((c) => c.name).join(", ")}. Run \`cortex-install --help\`.`,
+    );
+  }
+  return parseFor(cmd, argv.slice(1));
+}
+
+function parseFor(command: CommandSpec, args: string[]): Parsed {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const f of command.flags) {
+    options[f.name] = { type: f.type };
+    if (f.name === "help") options[f.name].short = "h";
+    if (f.name === "yes") options[f.name].short = "y";
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(
+      `${(e as Error).message.replace(/\. To specify a positional.*$/s, "")}`,
+      `Run \`cortex-install ${command.name} --help\`.`,
+    );
+  }
+  if (parsed.positionals.length > 0) {
+    throw new UsageError(
+      `Unexpected argument "${parsed.positionals[0]}" for "${command.name}"`,
+      `Run \`cortex-install ${command.name} --help\`.`,
+    );
+  }
+  const values: Record<string, string | boolean | undefined> = {};
+  for (const f of command.flags) {
+    const v = (parsed.values as Record<string, string | boolean | undefined>)[f.name];
+    values[f.name] = v ?? (f.default !== undefined ? f.default : undefined);
+    if (f.type === "string" && v === "") {
+      throw new UsageError(`Flag --${f.name} needs a value`);
+    }
+  }
+  if (values.offline && values.online) {
+    throw new UsageError("--offline and --online cannot be used together");
+  }
+  return { command, values, positionals: [] };
+}
+
+/** Help for one command, generated from its flag table. */
+export function commandHelp(c: CommandSpec): string {
+  const rows = c.flags.map((f) => {
+    const left = `  --${f.name}${f.arg ? ` ${f.arg}` : ""}${f.name === "help" ? ", -h" : ""}${
+      f.name === "yes" ? ", -y" : ""
+    }`;
+    const def = f.default !== undefined ? ` (default: ${f.default})` : "";
+    return `${left.padEnd(26)} ${f.help}${def}`;
+  });
+  return `${c.summary}\n\nUsage: ${c.usage}\n\nFlags:\n${rows.join("\n")}\n${
+    c.notes ? `\n${c.notes}\n` : ""
+  }`;
+}
+
+export const EXIT_CODES_HELP = `Exit codes:
+  0    ok
+  2    usage error (bad flag, or an answer needed with no TTY and no flag)
+  3    preflight failed (nothing was changed)
+  4    integrity failed (checksum mismatch, missing or unlisted file, unsafe archive)
+  5    Docker failed
+  6    the stack did not become healthy (after an upgrade: rolled back)
+  130  interrupted (Ctrl-C / SIGTERM); re-run to resume`;
+
+/** The top-level help. */
+export function globalHelp(version: string): string {
+  const cmds = COMMANDS.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join("\n");
+  return `cortex-install ${version}: install Cortex on an air-gapped host from an offline bundle
+
+Usage: cortex-install [command] [flags]      (no command = install)
+
+Commands:
+${cmds}
+
+Run \`cortex-install <command> --help\` for its flags.
+
+${EXIT_CODES_HELP}
+`;
+}

@@ -1,0 +1,213 @@
+/** `install` and `plan`: flags -> InstallOptions, the question, and the printed plan/report. */
+import { $ } from "dax";
+import type { Context } from "../context.ts";
+import { ExitCode, UsageError } from "../errors.ts";
+import { formatBytes } from "../progress.ts";
+import {
+  type InstallOptions,
+  type InstallPlan,
+  type InstallReport,
+  runInstall,
+} from "../steps/install.ts";
+import { absPath, locateBundle, locateComposeFile, locateCortexDir } from "./paths.ts";
+import type { CommandHandler, CommandOutcome } from "./run.ts";
+import type { Parsed } from "./flags.ts";
+
+const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+
+/** Parses `--wait-timeout`: a positive whole number of seconds. */
+export function parseWaitTimeout(v: string | undefined): number {
+  const n = Number(v ?? "300");
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new UsageError(`--wait-timeout must be a positive number of seconds, not "${v}"`);
+  }
+  return n;
+}
+
+/** Parses `--profiles a,b` (empty string = no profiles). */
+export function parseProfiles(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const list = v.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const p of list) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(p)) {
+      throw new UsageError(`Invalid profile name "${p}" in --profiles`);
+    }
+  }
+  return list;
+}
+
+/** Builds the install options from the flags (locating the bundle and Cortex dir). */
+export async function installOptions(
+  ctx: Context,
+  f: Parsed["values"],
+  dryRun: boolean,
+  argv: string[],
+): Promise<InstallOptions> {
+  const prompt = !dryRun && f.yes !== true;
+  const bundleDir = await locateBundle(ctx, str(f.bundle), prompt);
+  const cortexDir = await locateCortexDir(ctx, str(f["cortex-dir"]), prompt);
+  const composeFile = await locateComposeFile(ctx, cortexDir, str(f["compose-file"]));
+  const yes = f.yes === true;
+  return {
+    bundleDir,
+    cortexDir,
+    composeFile,
+    project: str(f["project-name"]) ?? "cortex",
+    modelsDir: absPath(ctx, str(f["models-dir"]) ?? "/var/cortex/models"),
+    hfCacheDir: absPath(ctx, str(f["hf-cache-dir"]) ?? "/var/cortex/hf-cache"),
+    stateDir: absPath(ctx, str(f["state-dir"]) ?? "/var/lib/cortex-install"),
+    manifestPath: str(f.manifest) && absPath(ctx, str(f.manifest)!),
+    network: f.offline ? "offline" : f.online ? "online" : undefined,
+    profiles: parseProfiles(str(f.profiles)),
+    waitTimeoutSec: parseWaitTimeout(str(f["wait-timeout"])),
+    skipModels: f["skip-models"] === true,
+    skipStart: f["skip-start"] === true,
+    link: f.link === true,
+    allowDowngrade: f["allow-downgrade"] === true,
+    allowUnlisted: f["allow-unlisted"] === true,
+    noVerify: f["no-verify"] === true,
+    dryRun,
+    argv,
+    confirm: async (plan) => {
+      if (yes) return true;
+      if (!ctx.interactive) {
+        throw new UsageError(
+          "Confirmation needed, but stdin is not a terminal",
+          "Pass --yes to install unattended, or run `cortex-install plan` to see what would change.",
+        );
+      }
+      ctx.progress.clear();
+      Deno.stderr.writeSync(new TextEncoder().encode(renderPlan(plan) + "\n"));
+      return await $.confirm({ message: "Go on with the install?", default: false, noClear: true });
+    },
+  };
+}
+
+/** The plan, for people. */
+export function renderPlan(p: InstallPlan): string {
+  const l: string[] = [];
+  l.push(`Plan for Cortex ${p.bundle.release ?? "?"} from ${p.bundle.dir} (${p.bundle.format})`);
+  if (p.installed) {
+    l.push(
+      `  installed now: Cortex ${p.installed.release} (${p.installed.installedAt})${
+        p.upgrade ? "  -> upgrade" : ""
+      }`,
+    );
+  }
+  if (p.resume) l.push("  resuming an interrupted run");
+  l.push(`  network: ${p.network.mode} (${p.network.reason})`);
+  l.push(
+    `  GPU: ${
+      p.gpu.state === "ok"
+        ? `${p.gpu.gpus} GPU(s), driver ${p.gpu.driverVersion}, CUDA ${p.gpu.cudaVersion}`
+        : p.gpu.state
+    }` +
+      `; nvidia runtime: ${p.gpu.nvidiaRuntime ? "yes" : "no"}; profiles: ${
+        p.profiles.join(",") || "(none)"
+      }`,
+  );
+  for (const c of p.checks.filter((c) => c.status !== "ok")) {
+    l.push(`  ${c.status}: ${c.title}: ${c.detail}`);
+  }
+  l.push("Images:");
+  for (const i of p.images) {
+    l.push(
+      `  ${i.action === "present" ? "skip (present)" : "load          "} ${
+        i.refs.join(", ") || i.file
+      }`,
+    );
+  }
+  for (const r of p.retags) l.push(`  retag          ${r.from} -> ${r.to} (service ${r.service})`);
+  l.push("Settings:");
+  for (const s of p.settings) {
+    if (!s.changed) {
+      l.push(`  unchanged      ${s.path}`);
+      continue;
+    }
+    l.push(`  write          ${s.path}`);
+    for (const k of s.keys) {
+      l.push(`                   ${k.key}: ${k.old ?? "(unset)"} -> ${k.new}`);
+    }
+  }
+  if (p.models.length) l.push("Models:");
+  for (const m of p.models) {
+    l.push(`  ${m.action.padEnd(14)} ${m.name} -> ${m.target} (${formatBytes(m.bytes)})`);
+  }
+  l.push("Disk:");
+  for (const d of p.disk) {
+    l.push(
+      `  ${d.mount}: needs ${formatBytes(d.requiredBytes)} with margin, ${
+        d.freeBytes === undefined ? "free unknown" : `${formatBytes(d.freeBytes)} free`
+      }`,
+    );
+  }
+  l.push(`Services to start: ${p.services.map((s) => s.name).join(", ")}`);
+  return l.join("\n");
+}
+
+/** The install report, for people. */
+export function renderReport(r: InstallReport): string {
+  const l: string[] = [];
+  if (r.outcome === "unchanged") {
+    l.push("Nothing to do: this bundle is installed and unchanged.");
+  } else if (r.outcome === "cancelled") {
+    l.push("Cancelled: nothing was changed.");
+  } else {
+    const loaded = r.images?.images.filter((i) => i.verdict === "loaded").length ?? 0;
+    const present = r.images?.images.filter((i) => i.verdict === "present").length ?? 0;
+    l.push(`Installed Cortex ${r.plan?.bundle.release ?? ""}`.trim());
+    l.push(
+      `  images: ${loaded} loaded, ${present} already present, ${r.retags?.length ?? 0} retagged`,
+    );
+    if (r.models) {
+      const by = (v: string) => r.models!.models.filter((m) => m.verdict === v).length;
+      l.push(
+        `  models: ${by("copied") + by("linked")} copied, ${by("skipped")} unchanged, ${
+          by("conflict")
+        } conflicts, ${by("incomplete")} incomplete`,
+      );
+      for (
+        const m of r.models.models.filter((m) =>
+          m.verdict === "conflict" || m.verdict === "incomplete"
+        )
+      ) {
+        l.push(
+          `    ${m.verdict}: ${m.target}${m.warnings.length ? `: ${m.warnings.join("; ")}` : ""}`,
+        );
+      }
+    }
+    if (r.settings) {
+      for (const f of r.settings.files) {
+        l.push(
+          `  ${f.changed ? "wrote" : "kept "} ${f.path}${f.backup ? ` (backup ${f.backup})` : ""}`,
+        );
+      }
+    }
+  }
+  const services = (r.stack?.services ?? []) as { name: string; state: string; health?: string }[];
+  if (services.length) {
+    l.push(`  services: ${services.map((s) => `${s.name} ${s.health ?? s.state}`).join(", ")}`);
+  }
+  for (const u of r.urls ?? []) l.push(`  ready: ${u}`);
+  return l.join("\n");
+}
+
+function outcome(r: InstallReport): CommandOutcome {
+  const exitCode = r.outcome === "cancelled" ? ExitCode.Interrupted : ExitCode.Ok;
+  return {
+    exitCode,
+    report: r as unknown as Record<string, unknown>,
+    human: r.outcome === "planned" && r.plan ? renderPlan(r.plan) : renderReport(r),
+  };
+}
+
+export const installCommand: CommandHandler = async (ctx, f) => {
+  const dry = f["dry-run"] === true;
+  const o = await installOptions(ctx, f, dry, Deno.args);
+  return outcome(await runInstall(ctx, o));
+};
+
+export const planCommand: CommandHandler = async (ctx, f) => {
+  const o = await installOptions(ctx, f, true, Deno.args);
+  return outcome(await runInstall(ctx, o));
+};

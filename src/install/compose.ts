@@ -1,0 +1,404 @@
+/**
+ * Reads a compose file the way Compose does for what the installer needs: `${VAR}` interpolation
+ * (from the process env, then the root `.env` beside the file), the project name, profiles, and
+ * per service its image, ports, env files and dependencies. Then `planImages` decides, for every
+ * image a started service needs, whether it is shipped, already present or must be retagged.
+ */
+import { parse as parseYaml } from "yaml";
+import { preflightError } from "../errors.ts";
+import { ROOT_ENV } from "../layout.ts";
+import { normalizeRef, splitRef } from "../bundle/release.ts";
+import { envRecord, parseEnv } from "./dotenv.ts";
+
+/** One active service of a compose file, after interpolation. */
+export interface ComposeService {
+  name: string;
+  /** The `image:` value; undefined when the service only has `build:`. */
+  image?: string;
+  build: boolean;
+  healthcheck: boolean;
+  network_mode?: string;
+  /** Published host ports (ranges expanded); container-only ports are left out. */
+  ports: number[];
+  env_file: string[];
+  depends_on: string[];
+  runtime?: string;
+  profiles: string[];
+}
+
+export interface ComposeModel {
+  file: string;
+  /** Top-level `name:`, else the folder name as Compose derives it. */
+  project: string;
+  /** Active services, in file order. */
+  services: ComposeService[];
+  /** Every service name in the file, active or not. */
+  allServices: string[];
+  /** Variables used but set nowhere (Compose warns and uses ""). */
+  unset: string[];
+}
+
+export type Lookup = (name: string) => string | undefined;
+
+/** Thrown by interpolate() for `${VAR:?msg}` / `${VAR?msg}` and malformed `${`. */
+export class InterpolationError extends Error {}
+
+/** Finds the `}` closing a `${` whose body starts at `i`, skipping nested `${...}`. */
+function closingBrace(s: string, i: number): number {
+  let depth = 1;
+  for (let j = i; j < s.length; j++) {
+    if (s[j] === "$" && s[j + 1] === "{") {
+      depth++;
+      j++;
+    } else if (s[j] === "}" && --depth === 0) return j;
+  }
+  return -1;
+}
+
+/**
+ * Compose-style interpolation of one string: `$$` -> `$`, `$VAR`, `${VAR}`, `${VAR:-def}`,
+ * `${VAR-def}`, `${VAR:?err}`, `${VAR?err}`, `${VAR:+alt}`, `${VAR+alt}` (defaults may nest).
+ * An unset variable without default becomes "" and is reported through `onUnset`.
+ */
+export function interpolate(s: string, lookup: Lookup, onUnset?: (name: string) => void): string {
+  let out = "";
+  let i = 0;
+  while (i < s.length) {
+    const c = s[i];
+    if (c !== "$") {
+      out += c;
+      i++;
+      continue;
+    }
+    const n = s[i + 1];
+    if (n === "$") {
+      out += "$";
+      i += 2;
+    } else if (n === "{") {
+      const end = closingBrace(s, i + 2);
+      if (end < 0) throw new InterpolationError(`Invalid interpolation format in "${s}"`);
+      out += expand(s.slice(i + 2, end), lookup, onUnset, s);
+      i = end + 1;
+    } else {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i + 1));
+      if (m) {
+        const v = lookup(m[0]);
+        if (v === undefined) onUnset?.(m[0]);
+        out += v ?? "";
+        i += 1 + m[0].length;
+      } else {
+        out += "$";
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
+function expand(
+  body: string,
+  lookup: Lookup,
+  onUnset: ((n: string) => void) | undefined,
+  whole: string,
+) {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([\s\S]*))?$/.exec(body);
+  if (!m) throw new InterpolationError(`Invalid interpolation format in "${whole}"`);
+  const [, name, op, arg = ""] = m;
+  const v = lookup(name);
+  const empty = v === undefined || (op?.startsWith(":") && v === "");
+  switch (op) {
+    case undefined:
+      if (v === undefined) onUnset?.(name);
+      return v ?? "";
+    case "-":
+    case ":-":
+      return empty ? interpolate(arg, lookup, onUnset) : v!;
+    case "?":
+    case ":?":
+      if (empty) {
+        throw new InterpolationError(
+          `required variable ${name} is missing a value${arg ? `: ${arg}` : ""}`,
+        );
+      }
+      return v!;
+    default: // "+" / ":+"
+      return empty ? "" : interpolate(arg, lookup, onUnset);
+  }
+}
+
+/** Interpolates every string value (not keys) of a parsed YAML tree. */
+function interpolateTree(node: unknown, lookup: Lookup, onUnset: (n: string) => void): unknown {
+  if (typeof node === "string") return interpolate(node, lookup, onUnset);
+  if (Array.isArray(node)) return node.map((x) => interpolateTree(x, lookup, onUnset));
+  if (node && typeof node === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = interpolateTree(v, lookup, onUnset);
+    return out;
+  }
+  return node;
+}
+
+/** Names of the variables a compose text interpolates (`${VAR...}` and `$VAR`, not `$$`). */
+export function composeVariables(text: string): string[] {
+  const names = new Set<string>();
+  const re = /\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const name = m[2] ?? m[3];
+    if (name) names.add(name);
+    // Defaults may reference more variables: `${A:-${B}}` is found by continuing the scan.
+  }
+  return [...names].sort();
+}
+
+/** Host ports of one `ports:` entry (short or long syntax); [] for container-only entries. */
+export function hostPorts(entry: unknown): number[] {
+  if (typeof entry === "number") return [];
+  if (entry && typeof entry === "object") {
+    const p = (entry as Record<string, unknown>).published;
+    return p === undefined || p === null || p === "" ? [] : expandRange(String(p));
+  }
+  if (typeof entry !== "string") return [];
+  let s = entry.replace(/\/(tcp|udp|sctp)$/i, "");
+  // IPv6 host IP in brackets: "[::1]:8080:80".
+  if (s.startsWith("[")) s = s.slice(s.indexOf("]") + 2);
+  const parts = s.split(":");
+  if (parts.length === 1) return [];
+  return expandRange(parts[parts.length - 2]);
+}
+
+function expandRange(s: string): number[] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(s.trim());
+  if (!m) return [];
+  const a = Number(m[1]);
+  const b = m[2] ? Number(m[2]) : a;
+  const out: number[] = [];
+  for (let p = a; p <= b && out.length < 65536; p++) out.push(p);
+  return out;
+}
+
+function strList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (typeof v === "string") return [v];
+  if (Array.isArray(v)) {
+    return v.map((x) =>
+      typeof x === "string" ? x : String((x as Record<string, unknown>)?.path ?? "")
+    ).filter((x) => x !== "");
+  }
+  if (typeof v === "object") return Object.keys(v as object);
+  return [];
+}
+
+/** Compose's default project name for a folder: lower case, only [a-z0-9_-]. */
+export function defaultProjectName(dir: string): string {
+  const base = dir.replace(/\/+$/, "").split("/").pop() ?? "";
+  return base.toLowerCase().replace(/[^a-z0-9_-]/g, "");
+}
+
+/**
+ * The image name Compose gives a service that has `build:` and no `image:`:
+ * `<project>-<service>` for Compose v2, `<project>_<service>` for v1.
+ */
+export function builtImageName(project: string, service: string, composeMajor: 1 | 2): string {
+  return composeMajor === 1 ? `${project}_${service}` : `${project}-${service}`;
+}
+
+export interface ReadComposeOptions {
+  /** The process environment (wins over the root `.env`). */
+  env?: Record<string, string>;
+  /** Active profiles (COMPOSE_PROFILES is not read: pass it here). */
+  profiles?: string[];
+}
+
+/** Builds the model from compose text (pure); `dotenvText` is the root `.env` beside it. */
+export function parseCompose(
+  file: string,
+  text: string,
+  opts: ReadComposeOptions & { dotenvText?: string } = {},
+): ComposeModel {
+  const fileVars = opts.dotenvText !== undefined ? envRecord(parseEnv(opts.dotenvText)) : {};
+  const env = opts.env ?? {};
+  const lookup: Lookup = (n) => Object.hasOwn(env, n) ? env[n] : fileVars[n];
+  const unset = new Set<string>();
+  let doc: unknown;
+  try {
+    doc = interpolateTree(parseYaml(text), lookup, (n) => unset.add(n));
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Fix the compose file or set the variable it requires.",
+    );
+  }
+  if (
+    !doc || typeof doc !== "object" || typeof (doc as { services?: unknown }).services !== "object"
+  ) {
+    throw preflightError("preflight", `Cannot read compose file "${file}": no "services:" section`);
+  }
+  const top = doc as { name?: unknown; services: Record<string, Record<string, unknown> | null> };
+  const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".";
+  const project = typeof top.name === "string" && top.name
+    ? top.name
+    : defaultProjectName(dir === "." ? Deno.cwd() : dir);
+  const active = new Set(opts.profiles ?? []);
+  const services: ComposeService[] = [];
+  for (const [name, raw] of Object.entries(top.services ?? {})) {
+    const s = raw ?? {};
+    const profiles = strList(s.profiles);
+    if (profiles.length > 0 && !profiles.some((p) => active.has(p))) continue;
+    const svc: ComposeService = {
+      name,
+      build: s.build !== undefined && s.build !== null,
+      healthcheck: !!s.healthcheck &&
+        !(s.healthcheck as Record<string, unknown>).disable,
+      ports: Array.isArray(s.ports) ? s.ports.flatMap(hostPorts) : [],
+      env_file: strList(s.env_file),
+      depends_on: strList(s.depends_on),
+      profiles,
+    };
+    if (typeof s.image === "string" && s.image) svc.image = s.image;
+    if (typeof s.network_mode === "string") svc.network_mode = s.network_mode;
+    if (typeof s.runtime === "string") svc.runtime = s.runtime;
+    services.push(svc);
+  }
+  return {
+    file,
+    project,
+    services,
+    allServices: Object.keys(top.services ?? {}),
+    unset: [...unset].sort(),
+  };
+}
+
+/**
+ * Reads a compose file and the root `.env` beside it (when present), interpolates, applies
+ * profiles and returns the active services. Errors are preflight InstallErrors naming the file.
+ */
+export async function readCompose(
+  file: string,
+  opts: ReadComposeOptions = {},
+): Promise<ComposeModel> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Pass the Cortex checkout with --cortex-dir.",
+    );
+  }
+  const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".";
+  let dotenvText: string | undefined;
+  try {
+    dotenvText = await Deno.readTextFile(`${dir}/${ROOT_ENV}`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return parseCompose(file, text, { ...opts, dotenvText });
+}
+
+/** An image that can satisfy a service: shipped in the bundle, or already in the engine. */
+export interface AvailableImage {
+  ref: string;
+  imageId: string;
+  origin: "shipped" | "present";
+}
+
+export interface ImageNeed {
+  service: string;
+  /** The ref compose will run (canonicalRef: short form, explicit tag). */
+  ref: string;
+  source: "shipped" | "present" | "retag";
+  /** For "retag": the available ref to tag as `ref`. */
+  from?: string;
+  imageId?: string;
+  /** Why this choice, when it was one (several tags of the same repository). */
+  note?: string;
+}
+
+export interface ImagePlan {
+  needs: ImageNeed[];
+  missing: { service: string; ref: string }[];
+}
+
+/** A ref in one spelling: short form (normalizeRef) with an explicit tag (`:latest` when none). */
+export function canonicalRef(ref: string): string {
+  const r = normalizeRef(ref);
+  if (r.includes("@")) return r;
+  const { repository, tag } = splitRef(r);
+  return `${repository}:${tag}`;
+}
+
+/** Compares tags so that newer-looking versions sort first (v2.47.0 before v2.9.0), then by name. */
+function tagOrder(a: string, b: string): number {
+  return b.localeCompare(a, "en", { numeric: true });
+}
+
+/**
+ * Decides how each image a started service needs will exist after the load: shipped under that
+ * ref, already present, or retagged from an image of the same repository (shipped preferred).
+ * Built services (`build:` without `image:`) need `builtImageName(...):latest`; Cortex's Admin-UI
+ * export ships them as `cortex-<service>`, which also satisfies `<project>_<service>` (Compose v1)
+ * and a registry-prefixed `.../cortex-<service>` (prod compose) by retag.
+ */
+export function planImages(
+  model: ComposeModel,
+  available: AvailableImage[],
+  opts: { composeMajor?: 1 | 2 } = {},
+): ImagePlan {
+  const major = opts.composeMajor ?? 2;
+  const avail = available.map((a) => ({ ...a, ref: canonicalRef(a.ref), ...splitRef(a.ref) }));
+  const needs: ImageNeed[] = [];
+  const missing: { service: string; ref: string }[] = [];
+  const rank = (o: AvailableImage["origin"]) => (o === "shipped" ? 0 : 1);
+  for (const svc of model.services) {
+    const ref = canonicalRef(svc.image ?? builtImageName(model.project, svc.name, major));
+    const exact = avail.filter((a) => a.ref === ref).sort((a, b) =>
+      rank(a.origin) - rank(b.origin)
+    );
+    if (exact.length > 0) {
+      needs.push({ service: svc.name, ref, source: exact[0].origin, imageId: exact[0].imageId });
+      continue;
+    }
+    const { repository, tag } = splitRef(ref);
+    if (tag === "") { // a digest ref can only be satisfied exactly
+      missing.push({ service: svc.name, ref });
+      continue;
+    }
+    const appNames = [
+      `${model.project}-${svc.name}`,
+      `${model.project}_${svc.name}`,
+      `cortex-${svc.name}`,
+    ];
+    const base = repository.split("/").pop()!;
+    const repos = new Set([repository]);
+    if (!svc.image || appNames.includes(base)) { for (const n of appNames) repos.add(n); }
+    const cands = avail.filter((a) => repos.has(a.repository) && a.tag !== "")
+      .sort((a, b) =>
+        rank(a.origin) - rank(b.origin) ||
+        Number(b.repository === repository) - Number(a.repository === repository) ||
+        Number(b.tag === tag) - Number(a.tag === tag) || tagOrder(a.tag, b.tag) ||
+        a.ref.localeCompare(b.ref)
+      );
+    if (cands.length === 0) {
+      missing.push({ service: svc.name, ref });
+      continue;
+    }
+    const pick = cands[0];
+    const need: ImageNeed = {
+      service: svc.name,
+      ref,
+      source: "retag",
+      from: pick.ref,
+      imageId: pick.imageId,
+    };
+    const same = cands.filter((c) => c.origin === pick.origin);
+    if (same.length > 1) {
+      need.note = `chose ${pick.ref} of ${same.length} ${pick.origin} candidates (${
+        same.map((c) => c.ref).join(", ")
+      })`;
+    }
+    needs.push(need);
+  }
+  return { needs, missing };
+}

@@ -1,0 +1,221 @@
+/**
+ * A lossless `.env` reader/writer (pure). Like std's dotenv `parse`/`stringify`, but it keeps
+ * every byte of the file: comments, blank lines, `export KEY=...`, quote styles, inline
+ * comments, CRLF or LF, and a missing final newline. `setEnvKeys` changes values in place and
+ * appends missing keys once, so a re-run with the same values is byte-identical.
+ */
+
+/** The parsed `KEY=value` part of a line. */
+export interface EnvEntry {
+  key: string;
+  /** The value as a program reads it (quotes removed, escapes of "..." applied). */
+  value: string;
+  /** Whether the line starts with `export `. */
+  exported: boolean;
+  /** The quote style of the value as written. */
+  quote: "" | "'" | '"';
+  /** Everything before the value text (indent, `export `, key, `=`, spaces). */
+  prefix: string;
+  /** Everything after the value text (closing quote, spaces, `# comment`). */
+  suffix: string;
+}
+
+/** One line of the file, without its line ending. */
+export interface EnvLine {
+  raw: string;
+  /** The line ending that followed it: "\n", "\r\n", or "" for a last line with none. */
+  eol: "" | "\n" | "\r\n";
+  entry?: EnvEntry;
+}
+
+/** A whole `.env` file: lines plus the newline style used for appended lines. */
+export interface EnvDoc {
+  lines: EnvLine[];
+  /** The first line ending seen in the input ("\n" when there is none). */
+  newline: "\n" | "\r\n";
+}
+
+/** One value change made by setEnvKeys. `old` is undefined when the key was added. */
+export interface EnvChange {
+  key: string;
+  old?: string;
+  new: string;
+}
+
+/** Comment line that opens the block of keys appended by cortex-install (written once). */
+export const APPEND_HEADER = "# cortex-install: settings added by the installer";
+
+const LINE_RE = /^(\s*)(export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)(\s*=[ \t]*)(.*)$/;
+
+/** Parses the value part of a line into its value, quote style, raw text and suffix. */
+function parseValue(rest: string): { value: string; quote: EnvEntry["quote"]; text: string } {
+  const q = rest[0];
+  if (q === "'") {
+    const end = rest.indexOf("'", 1);
+    if (end > 0) return { value: rest.slice(1, end), quote: "'", text: rest.slice(0, end + 1) };
+  } else if (q === '"') {
+    let i = 1;
+    let value = "";
+    while (i < rest.length) {
+      const c = rest[i];
+      if (c === "\\" && i + 1 < rest.length) {
+        const n = rest[i + 1];
+        value += n === "n" ? "\n" : n === "r" ? "\r" : n === "t" ? "\t" : n;
+        i += 2;
+        continue;
+      }
+      if (c === '"') return { value, quote: '"', text: rest.slice(0, i + 1) };
+      value += c;
+      i++;
+    }
+  }
+  // Unquoted (or an unterminated quote, kept literally): ends at whitespace followed by `#`.
+  const m = /\s+#/.exec(rest);
+  const text = (m ? rest.slice(0, m.index) : rest).replace(/\s+$/, "");
+  return { value: text, quote: "", text };
+}
+
+function parseLine(raw: string): EnvEntry | undefined {
+  const m = LINE_RE.exec(raw);
+  if (!m) return undefined;
+  const [, indent, exp, key, eq, rest] = m;
+  const { value, quote, text } = parseValue(rest);
+  const prefix = indent + (exp ?? "") + key + eq;
+  return {
+    key,
+    value,
+    exported: exp !== undefined,
+    quote,
+    prefix,
+    suffix: rest.slice(text.length),
+  };
+}
+
+/** Parses `.env` text, keeping every line so that `renderEnv(parseEnv(t)) === t`. */
+export function parseEnv(text: string): EnvDoc {
+  const lines: EnvLine[] = [];
+  let newline: EnvDoc["newline"] | undefined;
+  let pos = 0;
+  const re = /\r?\n/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const raw = text.slice(pos, m.index);
+    const eol = m[0] as "\n" | "\r\n";
+    newline ??= eol;
+    lines.push({ raw, eol, entry: parseLine(raw) });
+    pos = m.index + m[0].length;
+  }
+  if (pos < text.length) {
+    const raw = text.slice(pos);
+    lines.push({ raw, eol: "", entry: parseLine(raw) });
+  }
+  return { lines, newline: newline ?? "\n" };
+}
+
+/** Renders a doc back to text (the exact input bytes for an unchanged doc). */
+export function renderEnv(doc: EnvDoc): string {
+  return doc.lines.map((l) => l.raw + l.eol).join("");
+}
+
+/** The value of `key` (the last assignment wins, as in dotenv and Compose), or undefined. */
+export function getEnv(doc: EnvDoc, key: string): string | undefined {
+  let v: string | undefined;
+  for (const l of doc.lines) if (l.entry?.key === key) v = l.entry.value;
+  return v;
+}
+
+/** All keys and values of a doc (last assignment wins). */
+export function envRecord(doc: EnvDoc): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of doc.lines) if (l.entry) out[l.entry.key] = l.entry.value;
+  return out;
+}
+
+/** Whether a value must be quoted to read back the same (spaces, `#`, quotes, `$`, `\`). */
+export function needsQuotes(value: string): boolean {
+  return /[\s#'"\\$`]/.test(value);
+}
+
+/**
+ * Writes a value in the given quote style when the value allows it, else in the safest one:
+ * bare when nothing needs quoting, '...' when it holds no `'` or newline, else "..." escaped.
+ */
+export function quoteValue(value: string, style: EnvEntry["quote"] = ""): string {
+  const single = !/['\n\r]/.test(value);
+  if (style === "'" && single) return `'${value}'`;
+  if (style === '"' || (style === "'" && !single)) return dquote(value);
+  if (!needsQuotes(value)) return value;
+  return single && /[$\\"`]/.test(value) ? `'${value}'` : dquote(value);
+}
+
+function dquote(value: string): string {
+  const esc = value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
+    .replace(/\r/g, "\\r");
+  return `"${esc}"`;
+}
+
+/**
+ * Sets keys in a doc: a present key gets its new value in place (every assignment of it, keeping
+ * `export`, the quote style where the value allows it and any trailing comment); missing keys are
+ * appended at the end in the given order, after the {@link APPEND_HEADER} comment (written once).
+ * Returns a new doc and the changes (in-place ones first, then appended ones); setting the values a doc already has changes nothing.
+ */
+export function setEnvKeys(
+  doc: EnvDoc,
+  updates: Record<string, string>,
+): { doc: EnvDoc; changed: EnvChange[] } {
+  const lines = doc.lines.map((l) => ({ ...l }));
+  const changed: EnvChange[] = [];
+  const nl = doc.newline;
+  const missing: string[] = [];
+  for (const [key, value] of Object.entries(updates)) {
+    let found = false;
+    let differs = false;
+    for (const l of lines) {
+      const e = l.entry;
+      if (e?.key !== key) continue;
+      found = true;
+      if (e.value === value) continue;
+      differs = true;
+      const text = quoteValue(value, e.quote);
+      const raw = e.prefix + text + e.suffix;
+      l.raw = raw;
+      l.entry = parseLine(raw);
+    }
+    if (!found) missing.push(key);
+    else if (differs) changed.push({ key, old: getEnv(doc, key), new: value });
+  }
+  if (missing.length > 0) {
+    const noFinalNewline = lines.length > 0 && lines[lines.length - 1].eol === "";
+    if (noFinalNewline) lines[lines.length - 1].eol = nl;
+    const added: EnvLine[] = [];
+    const hasHeader = lines.some((l) => l.raw.trim() === APPEND_HEADER);
+    if (!hasHeader) {
+      const last = lines[lines.length - 1];
+      if (last && last.raw.trim() !== "") added.push({ raw: "", eol: nl });
+      added.push({ raw: APPEND_HEADER, eol: nl });
+    }
+    for (const key of missing) {
+      const raw = `${key}=${quoteValue(updates[key])}`;
+      added.push({ raw, eol: nl, entry: parseLine(raw) });
+      changed.push({ key, new: updates[key] });
+    }
+    if (noFinalNewline) added[added.length - 1].eol = "";
+    lines.push(...added);
+  }
+  return { doc: { lines, newline: nl }, changed };
+}
+
+const SECRET_KEY_RE = /(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE)/i;
+
+/** Whether a key's value must never be printed. */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_RE.test(key);
+}
+
+/** The value to show for `key`: "***" for secret-looking keys, else the value itself. */
+export function redact(key: string, value: string): string;
+export function redact(key: string, value: string | undefined): string | undefined;
+export function redact(key: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return isSecretKey(key) ? "***" : value;
+}

@@ -1,0 +1,105 @@
+/**
+ * Deciding what is a secret, and hiding secret values in command lines before they are logged or
+ * written to the audit log. Pure functions.
+ */
+
+/** What every hidden value is replaced with. */
+export const REDACTED = "***";
+
+/** A word of a key that names a secret (matched inside the word: `APIKEY`, `HFTOKEN`). */
+const SECRET_RE = /(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE)/i;
+
+/**
+ * Words that contain a secret-looking part but name a count, a list or a switch, not a secret.
+ * In an LLM platform `MAX_TOKENS` and `ALLOW_ALL_KEYS` are settings, not secrets, so the plural
+ * words `KEYS` and `TOKENS` (and a few English words) are not secret by themselves. Plural
+ * `SECRETS`, `PASSWORDS`, `CREDENTIALS` stay secret: `GOOGLE_CREDENTIALS` holds one.
+ */
+const NOT_SECRET_WORDS = new Set([
+  "KEYS",
+  "TOKENS",
+  "TOKENIZER",
+  "TOKENIZERS",
+  "KEYBOARD",
+  "KEYWORD",
+  "KEYWORDS",
+  "PASSTHROUGH",
+  "BYPASS",
+  "PASSIVE",
+  "COMPASS",
+  "MONKEY",
+]);
+
+/** Splits `INTERNAL_VLLM_API_KEY`, `hf-token`, `apiKey`, `db.password` into words. */
+function words(key: string): string[] {
+  return key
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .split(/[^A-Za-z0-9]+/)
+    .filter((w) => w !== "")
+    .map((w) => w.toUpperCase());
+}
+
+/**
+ * Whether a setting or flag name holds a secret: one of its words contains TOKEN, SECRET,
+ * PASSWORD, PASSWD, PASS, KEY, CREDENTIAL or PRIVATE, and is not a known non-secret word.
+ * `INTERNAL_VLLM_API_KEY`, `HF_TOKEN`, `--admin-password`, `apiKey` are secrets;
+ * `GATEWAY_DEV_ALLOW_ALL_KEYS`, `VLLM_MAX_NUM_BATCHED_TOKENS`, `TOKENIZER_MODE` are not.
+ */
+export function isSecretKey(key: string): boolean {
+  return words(key).some((w) => !NOT_SECRET_WORDS.has(w) && SECRET_RE.test(w));
+}
+
+const ENV_ASSIGN_RE = /^([A-Za-z_][A-Za-z0-9_.-]*)=([\s\S]*)$/;
+/** `scheme://user:password@host`: the password part. */
+const URL_CREDS_RE = /^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)([^@/\s]+)(@)/i;
+
+/** Redacts a value that may itself be `KEY=VALUE` or a URL with a password. */
+function redactValue(value: string): string {
+  const m = ENV_ASSIGN_RE.exec(value);
+  if (m && isSecretKey(m[1])) return `${m[1]}=${REDACTED}`;
+  if (m) return `${m[1]}=${redactValue(m[2])}`;
+  return value.replace(URL_CREDS_RE, `$1${REDACTED}$3`);
+}
+
+/**
+ * Returns a copy of a command line with secret values replaced by `***`:
+ * the value of a flag whose name looks secret (`--hf-token=abc`, `--admin-password abc`),
+ * `KEY=VALUE` arguments whose key looks secret (also as a flag value: `--env HF_TOKEN=abc`),
+ * and passwords in URLs (`https://user:pw@host`). Everything else is kept as is.
+ */
+export function redactArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  let hideNext = false;
+  let afterDoubleDash = false;
+  for (const arg of argv) {
+    if (hideNext) {
+      hideNext = false;
+      // `--token --other`: the flag had no value; keep the next flag.
+      if (!arg.startsWith("-") || arg === "-") {
+        out.push(REDACTED);
+        continue;
+      }
+    }
+    if (!afterDoubleDash && arg === "--") {
+      afterDoubleDash = true;
+      out.push(arg);
+      continue;
+    }
+    const flag = afterDoubleDash
+      ? null
+      : /^(--?[A-Za-z0-9][A-Za-z0-9_.-]*)(=([\s\S]*))?$/.exec(arg);
+    if (flag) {
+      const name = flag[1];
+      const secret = isSecretKey(name.replace(/^-+/, "")) && !/^--no-/.test(name);
+      if (flag[2] !== undefined) {
+        out.push(secret ? `${name}=${REDACTED}` : `${name}=${redactValue(flag[3])}`);
+      } else {
+        out.push(arg);
+        hideNext = secret;
+      }
+      continue;
+    }
+    out.push(redactValue(arg));
+  }
+  return out;
+}

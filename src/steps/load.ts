@@ -1,0 +1,497 @@
+/**
+ * The `load` step: each image tar is read ONCE; the same bytes go to SHA-256 and to
+ * `docker load` on stdin. The checksum is the authority (`docker load` accepts a tar with
+ * garbage appended): on a mismatch whatever the load created is removed again, and only that.
+ * A tar whose every RepoTag already points at its image ID is skipped without reading its data.
+ */
+import type { Context } from "../context.ts";
+import { type ImageInfo, inspectImages, removeImages, runDocker, tail } from "../docker.ts";
+import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
+import { CHUNK_SIZE, createSha256, shortDigest } from "../hash.ts";
+import type { Bundle, BundleFile, BundleImage, TarImage, TarIndex } from "../bundle/types.ts";
+import { readTarIndex } from "../bundle/tarindex.ts";
+import { normalizeRef } from "../bundle/release.ts";
+import { CHECKSUMS_FILE } from "../layout.ts";
+import { RECOPY_HINT } from "./verify.ts";
+
+export type LoadVerdict = "loaded" | "present" | "failed" | "skipped-optional";
+
+export interface LoadedImage {
+  /** Bundle-relative path of the tar. */
+  file: string;
+  /** The refs the image is known by (the tar's RepoTags, else the manifest's refs). */
+  refs: string[];
+  imageId?: string;
+  verdict: LoadVerdict;
+  critical: boolean;
+  /** Bytes read from the tar (0 when skipped). */
+  bytes: number;
+  seconds: number;
+  /** Digest of the bytes read (absent when not read or --no-verify). */
+  sha256?: string;
+  expected?: string;
+  /** Why it failed or was skipped. */
+  message?: string;
+}
+
+export interface LoadReport {
+  ok: boolean;
+  images: LoadedImage[];
+  /** How many times `docker load` ran (0 on a re-run of an installed bundle). */
+  dockerLoads: number;
+  bytesRead: number;
+  seconds: number;
+  warnings: string[];
+}
+
+export interface LoadOptions {
+  /** Load without comparing digests (loud warning). */
+  noVerify?: boolean;
+  /** Load tars that no checksum or pin covers (warning). */
+  allowUnlisted?: boolean;
+  /** Only these images: file names (or base names) or refs. */
+  only?: string[];
+}
+
+/** What was on the engine before a load, to undo exactly what the load did. */
+export interface EngineBefore {
+  /** ref -> image ID it pointed to (absent: the tag did not exist). */
+  tags: Map<string, string>;
+  /** Image IDs that existed. */
+  ids: Set<string>;
+}
+
+/** The refs of one tar: its RepoTags, else what the bundle's manifest declares. Pure. */
+export function imageRefs(index: TarIndex, declared: string[]): string[] {
+  const tags = [...new Set(index.images.flatMap((i) => i.repoTags.map(normalizeRef)))];
+  return tags.length > 0 ? tags : [...new Set(declared.map(normalizeRef))];
+}
+
+/** ref -> the image ID the tar gives it. An untagged single-image tar gives it `declared`. Pure. */
+export function wantedTags(images: TarImage[], declared: string[]): Map<string, string> {
+  const want = new Map<string, string>();
+  for (const img of images) for (const t of img.repoTags) want.set(normalizeRef(t), img.imageId);
+  if (want.size === 0 && images.length === 1) {
+    for (const d of declared) want.set(normalizeRef(d), images[0].imageId);
+  }
+  return want;
+}
+
+/**
+ * Whether loading can be skipped: every wanted tag already points at its image ID. A tar that
+ * names no tag at all is present when all its image IDs exist. Pure.
+ */
+export function isPresent(
+  images: TarImage[],
+  want: Map<string, string>,
+  before: EngineBefore,
+): boolean {
+  if (images.length === 0) return false;
+  if (want.size === 0) return images.every((i) => before.ids.has(i.imageId));
+  for (const [ref, id] of want) if (before.tags.get(ref) !== id) return false;
+  return true;
+}
+
+/** What to do to undo a load, given the engine before and after it. */
+export interface UndoPlan {
+  /** Tags that did not exist before: remove. */
+  untag: string[];
+  /** Tags that pointed elsewhere before: point them back ([id, ref]). */
+  retag: [string, string][];
+  /** Image IDs that did not exist before: remove (after the tags). */
+  removeIds: string[];
+}
+
+/**
+ * Plans the undo of a failed load from what existed before and exists now. Never touches a tag
+ * or image that was there before. Pure.
+ */
+export function planUndo(
+  images: TarImage[],
+  want: Map<string, string>,
+  before: EngineBefore,
+  after: EngineBefore,
+): UndoPlan {
+  const plan: UndoPlan = { untag: [], retag: [], removeIds: [] };
+  for (const ref of want.keys()) {
+    const prev = before.tags.get(ref);
+    const now = after.tags.get(ref);
+    if (now === undefined || now === prev) continue;
+    if (prev === undefined) plan.untag.push(ref);
+    else plan.retag.push([prev, ref]);
+  }
+  for (const img of images) {
+    if (!before.ids.has(img.imageId) && after.ids.has(img.imageId)) {
+      plan.removeIds.push(img.imageId);
+    }
+  }
+  return plan;
+}
+
+/** Whether `--only` selects this image (file, base name or ref). Pure. */
+export function selected(only: string[] | undefined, file: string, refs: string[]): boolean {
+  if (!only || only.length === 0) return true;
+  const base = file.split("/").pop()!;
+  const norm = new Set(refs.map(normalizeRef));
+  return only.some((o) => o === file || o === base || norm.has(normalizeRef(o)));
+}
+
+async function snapshot(ctx: Context, refs: string[], ids: string[]): Promise<EngineBefore> {
+  const found: Map<string, ImageInfo> = await inspectImages([...refs, ...ids], ctx.docker);
+  const tags = new Map<string, string>();
+  for (const r of refs) {
+    const info = found.get(r);
+    if (info) tags.set(r, info.id);
+  }
+  return { tags, ids: new Set(ids.filter((i) => found.has(i))) };
+}
+
+interface Planned {
+  image: BundleImage;
+  file?: BundleFile;
+  index?: TarIndex;
+  refs: string[];
+  want: Map<string, string>;
+  before?: EngineBefore;
+  entry: LoadedImage;
+}
+
+/**
+ * Loads the bundle's image tars into the engine (see the module comment). A critical image that
+ * fails stops the run with an InstallError (exit 4 for integrity, 5 for Docker); an optional one
+ * is reported as "failed" with a warning. Respects ctx.signal: kills `docker load`, removes what
+ * it created, throws InterruptedError.
+ */
+export async function loadImages(
+  ctx: Context,
+  bundle: Bundle,
+  opts: LoadOptions = {},
+): Promise<LoadReport> {
+  const started = performance.now();
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    ctx.log.warn(m);
+  };
+  const report: LoadReport = {
+    ok: true,
+    images: [],
+    dockerLoads: 0,
+    bytesRead: 0,
+    seconds: 0,
+    warnings,
+  };
+  if (opts.noVerify) {
+    warn(
+      "Integrity checks are OFF (--no-verify): image tars are loaded without checking their sha256",
+    );
+  }
+  const filesByPath = new Map(bundle.files.map((f) => [f.path, f]));
+
+  /** Records a failure: throws for a critical image, warns for an optional one. */
+  const fail = (p: Planned, err: InstallError): void => {
+    p.entry.verdict = "failed";
+    p.entry.message = err.message;
+    if (p.image.critical) throw err;
+    warn(`${err.message} (optional image, continuing)`);
+  };
+
+  // 1. Plan: read each tar's index (headers only) and what the engine has, without loading.
+  const plans: Planned[] = [];
+  for (const image of bundle.images) {
+    const file = filesByPath.get(image.file);
+    const entry: LoadedImage = {
+      file: image.file,
+      refs: image.declaredRefs.map(normalizeRef),
+      verdict: "loaded",
+      critical: image.critical,
+      bytes: 0,
+      seconds: 0,
+      expected: file?.expected?.sha256,
+    };
+    const p: Planned = { image, file, refs: entry.refs, want: new Map(), entry };
+    if (!selected(opts.only, image.file, image.declaredRefs)) continue;
+    report.images.push(entry);
+    if (!file || file.size === undefined) {
+      const msg = `Cannot load image "${image.file}": the file is missing from the bundle`;
+      if (image.critical) {
+        fail(
+          p,
+          new InstallError(
+            "load",
+            msg,
+            ExitCode.Integrity,
+            "Copy it from the transfer media, then run again.",
+          ),
+        );
+      }
+      entry.verdict = "skipped-optional";
+      entry.message = msg;
+      warn(`${msg} (optional image, skipped)`);
+      continue;
+    }
+    if (!file.expected && !opts.noVerify) {
+      if (!opts.allowUnlisted) {
+        fail(
+          p,
+          new InstallError(
+            "load",
+            `Cannot load image "${image.file}": no checksum or pin covers it`,
+            ExitCode.Integrity,
+            `Add it to ${CHECKSUMS_FILE} on the source host, or pass --allow-unlisted to load it unverified.`,
+          ),
+        );
+        continue;
+      }
+      warn(`Loading "${image.file}" unverified: no checksum or pin covers it (--allow-unlisted)`);
+    }
+    throwIfInterrupted(ctx);
+    try {
+      p.index = await readTarIndex(file.abs);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      fail(
+        p,
+        e instanceof InstallError
+          ? new InstallError("load", e.message, e.exitCode, e.hint ?? RECOPY_HINT, e.detail)
+          : new InstallError(
+            "load",
+            `Cannot load image "${image.file}": ${msg}`,
+            ExitCode.Integrity,
+            RECOPY_HINT,
+          ),
+      );
+      continue;
+    }
+    p.refs = imageRefs(p.index, image.declaredRefs);
+    p.want = wantedTags(p.index.images, image.declaredRefs);
+    entry.refs = p.refs;
+    entry.imageId = p.index.images[0]?.imageId;
+    plans.push(p);
+  }
+
+  // 2. What is present: one inspect per ref and image ID.
+  await Promise.all(plans.map(async (p) => {
+    p.before = await snapshot(ctx, [...p.want.keys()], p.index!.images.map((i) => i.imageId));
+    if (isPresent(p.index!.images, p.want, p.before)) {
+      p.entry.verdict = "present";
+      p.entry.message = "already present";
+    }
+  }));
+  const toLoad = plans.filter((p) => p.entry.verdict !== "present");
+  ctx.progress.addTotal(toLoad.reduce((s, p) => s + (p.file!.size ?? 0), 0));
+  for (const p of plans) {
+    if (p.entry.verdict === "present") ctx.log.debug(`"${p.image.file}" is already present`);
+  }
+
+  // 3. Load, one tar at a time (the engine's extraction is the bottleneck).
+  for (const p of toLoad) {
+    throwIfInterrupted(ctx);
+    await loadOne(ctx, p, opts, report, fail);
+  }
+  report.seconds = (performance.now() - started) / 1000;
+  report.ok = report.images.every((i) => i.verdict !== "failed");
+  return report;
+}
+
+function throwIfInterrupted(ctx: Context): void {
+  if (ctx.signal.aborted) throw new InterruptedError();
+}
+
+async function loadOne(
+  ctx: Context,
+  p: Planned,
+  opts: LoadOptions,
+  report: LoadReport,
+  fail: (p: Planned, e: InstallError) => void,
+): Promise<void> {
+  const file = p.file!;
+  const t0 = performance.now();
+  ctx.progress.label(`load ${file.path}`);
+  report.dockerLoads++;
+  const r = await streamLoad(ctx, file.abs, !opts.noVerify);
+  p.entry.bytes = r.bytes;
+  p.entry.sha256 = r.sha256;
+  report.bytesRead += r.bytes;
+  const expected = opts.noVerify ? undefined : file.expected?.sha256;
+  const mismatch = expected !== undefined && r.sha256 !== expected;
+
+  if (r.interrupted || mismatch || r.code !== 0) {
+    const undone = await undo(ctx, p);
+    p.entry.seconds = (performance.now() - t0) / 1000;
+    if (r.interrupted) throw new InterruptedError();
+    const left = undone.length ? ` (could not remove ${undone.join(", ")})` : "";
+    if (mismatch) {
+      const lister = file.expected?.source === "pin" ? "the release pins" : CHECKSUMS_FILE;
+      return fail(
+        p,
+        new InstallError(
+          "load",
+          `Cannot load image "${file.path}": sha256 is ${shortDigest(r.sha256)}, ${lister} lists ${
+            shortDigest(expected)
+          }; nothing of it was kept${left}`,
+          ExitCode.Integrity,
+          RECOPY_HINT,
+          `expected ${expected}\nactual   ${r.sha256}`,
+        ),
+      );
+    }
+    return fail(
+      p,
+      new InstallError(
+        "load",
+        `Cannot load image "${file.path}": docker load exited with code ${r.code}${left}`,
+        ExitCode.Docker,
+        "Check that the Docker engine is running and has free disk space, then run again.",
+        tail(`${r.stdout}\n${r.stderr}`),
+      ),
+    );
+  }
+
+  // Untagged tar with refs from the manifest: give it those tags.
+  const tagged = new Set(p.index!.images.flatMap((i) => i.repoTags.map(normalizeRef)));
+  for (const [ref, id] of p.want) {
+    if (tagged.has(ref)) continue;
+    const t = await runDocker(["tag", id, ref], ctx.docker);
+    if (t.code !== 0) {
+      return fail(
+        p,
+        new InstallError(
+          "load",
+          `Cannot tag "${id}" as "${ref}"`,
+          ExitCode.Docker,
+          undefined,
+          tail(t.stderr),
+        ),
+      );
+    }
+  }
+  const after = await snapshot(ctx, [...p.want.keys()], []);
+  const wrong = [...p.want].filter(([ref, id]) => after.tags.get(ref) !== id).map(([ref]) => ref);
+  if (wrong.length > 0) {
+    return fail(
+      p,
+      new InstallError(
+        "load",
+        `Cannot load image "${file.path}": after docker load, ${
+          wrong.map((w) => `"${w}"`).join(", ")
+        } does not point at ${shortDigest(p.entry.imageId)}`,
+        ExitCode.Docker,
+        undefined,
+        tail(`${r.stdout}\n${r.stderr}`),
+      ),
+    );
+  }
+  p.entry.verdict = "loaded";
+  p.entry.seconds = (performance.now() - t0) / 1000;
+}
+
+/** Removes what a failed load created; returns what could not be removed. */
+async function undo(ctx: Context, p: Planned): Promise<string[]> {
+  const images = p.index!.images;
+  const after = await snapshot(ctx, [...p.want.keys()], images.map((i) => i.imageId));
+  const plan = planUndo(images, p.want, p.before!, after);
+  // Cleanup must run even when the run was interrupted: no signal here.
+  const dopts = { ...ctx.docker, signal: undefined };
+  const left: string[] = [];
+  for (const [id, ref] of plan.retag) {
+    const r = await runDocker(["tag", id, ref], dopts);
+    if (r.code !== 0) left.push(ref);
+  }
+  left.push(...await removeImages(plan.untag, dopts));
+  left.push(...await removeImages(plan.removeIds, dopts));
+  if (plan.untag.length + plan.removeIds.length + plan.retag.length > 0) {
+    ctx.log.debug(
+      `Removed what the failed load of "${p.image.file}" created: ${
+        [...plan.untag, ...plan.removeIds].join(", ")
+      }`,
+    );
+  }
+  return left;
+}
+
+interface StreamResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  sha256?: string;
+  bytes: number;
+  interrupted: boolean;
+}
+
+/**
+ * Reads `path` once, feeding each chunk to SHA-256 (when `hash`) and to `docker load`'s stdin.
+ * Two buffers alternate so the next read overlaps the previous write. If Docker stops reading
+ * early, the rest is still hashed so that a damaged file is reported as such.
+ */
+async function streamLoad(ctx: Context, path: string, hash: boolean): Promise<StreamResult> {
+  const child = new Deno.Command(ctx.docker.bin ?? "docker", {
+    args: ["load"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: ctx.docker.env,
+  }).spawn();
+  const outP = new Response(child.stdout).text();
+  const errP = new Response(child.stderr).text();
+  let interrupted = false;
+  const onAbort = () => {
+    interrupted = true;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+  };
+  ctx.signal.addEventListener("abort", onAbort, { once: true });
+  if (ctx.signal.aborted) onAbort();
+
+  const h = hash ? createSha256() : undefined;
+  const writer = child.stdin.getWriter();
+  let writing = true;
+  let pending: Promise<void> = Promise.resolve();
+  let bytes = 0;
+  const bufs = [new Uint8Array(CHUNK_SIZE), new Uint8Array(CHUNK_SIZE)];
+  let which = 0;
+  try {
+    using f = await Deno.open(path, { read: true });
+    while (!interrupted) {
+      const buf = bufs[which];
+      which ^= 1;
+      let filled = 0;
+      while (filled < buf.length) {
+        const n = await f.read(buf.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+      if (filled === 0) break;
+      const chunk = buf.subarray(0, filled);
+      h?.update(chunk);
+      bytes += filled;
+      ctx.progress.advance(filled);
+      // The other buffer's write must finish before that buffer is read into again.
+      await pending.catch(() => {
+        writing = false;
+      });
+      if (writing) {
+        pending = writer.write(chunk);
+      } else if (!hash) break;
+      if (filled < buf.length) break;
+    }
+    await pending.catch(() => {
+      writing = false;
+    });
+  } finally {
+    if (writing && !interrupted) await writer.close().catch(() => {});
+    else await writer.abort().catch(() => {});
+    ctx.signal.removeEventListener("abort", onAbort);
+  }
+  const status = await child.status;
+  const [stdout, stderr] = await Promise.all([outP, errP]);
+  return {
+    code: status.code,
+    stdout,
+    stderr,
+    sha256: h?.hex(),
+    bytes,
+    interrupted: interrupted || ctx.signal.aborted,
+  };
+}
