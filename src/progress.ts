@@ -18,6 +18,8 @@ export class Progress {
   #lastDraw = 0;
   #lastPlain = -Infinity;
   #active = false;
+  /** The highest percentage shown so far: work added later never moves the bar back. */
+  #shownPct = 0;
 
   constructor(
     private readonly sink: ProgressSink,
@@ -71,7 +73,11 @@ export class Progress {
   /** The current line, without control characters (also used by tests). */
   line(): string {
     const elapsed = (this.now() - this.#start) / 1000;
-    const pct = this.#total > 0 ? Math.floor((this.#done / this.#total) * 100) : 0;
+    const pct = Math.max(
+      this.#shownPct,
+      this.#total > 0 ? Math.floor((this.#done / this.#total) * 100) : 0,
+    );
+    this.#shownPct = pct;
     const rate = elapsed > 0 ? this.#done / elapsed : 0;
     const eta = rate > 0 ? (this.#total - this.#done) / rate : NaN;
     return `[${String(pct).padStart(3)}%] ${formatBytes(this.#done)}/${formatBytes(this.#total)}` +

@@ -432,6 +432,7 @@ async function prepare(
     hfCacheDir: o.hfCacheDir,
     bundleDir: bundle.dir,
     expected,
+    progress: o.dryRun ? undefined : ctx.progress,
   });
   const modelBytes = modelPlan?.items.reduce(
     (s, i) => s + (i.action === "copy" || i.action === "extract" ? i.writeBytes : 0),
