@@ -323,7 +323,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   4    integrity failed (checksum mismatch, missing or unlisted file, unsafe archive)
   5    Docker failed
   6    the stack did not become healthy (after an upgrade: rolled back)
-  130  interrupted (Ctrl-C / SIGTERM); re-run to resume`;
+  130  interrupted (Ctrl-C / SIGTERM; re-run to resume) or declined at the prompt`;
 
 /** The top-level help. */
 export function globalHelp(version: string): string {

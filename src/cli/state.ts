@@ -8,6 +8,7 @@ import { appendAudit, currentUser } from "../state/audit.ts";
 import { stackStatus } from "../install/stack.ts";
 import { loadReleaseManifest } from "../bundle/release.ts";
 import { engineImages } from "../steps/install.ts";
+import { canonicalRef } from "../install/compose.ts";
 import { rollbackTo } from "../steps/rollback.ts";
 import { absPath } from "./paths.ts";
 import { parseWaitTimeout } from "./install.ts";
@@ -15,11 +16,7 @@ import type { CommandHandler } from "./run.ts";
 
 const str = (v: unknown) => (typeof v === "string" ? v : undefined);
 
-function canonical(ref: string): string {
-  let r = ref;
-  for (const p of ["docker.io/library/", "docker.io/"]) if (r.startsWith(p)) r = r.slice(p.length);
-  return r.lastIndexOf(":") > r.lastIndexOf("/") ? r : `${r}:latest`;
-}
+const canonical = canonicalRef;
 
 /** The status report (also used by tests). */
 export async function statusReport(ctx: Context, stateDir: string) {

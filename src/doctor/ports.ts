@@ -6,6 +6,8 @@
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_PORTS } from "../layout.ts";
 import type { Check, Run } from "./types.ts";
+import { interpolate } from "../install/compose.ts";
+import { envRecord, parseEnv } from "../install/dotenv.ts";
 
 /** Cortex's gateway runs on the host network and listens on 8084 (not declared in compose). */
 export const GATEWAY_HOST_PORT = 8084;
@@ -27,29 +29,8 @@ export interface PortInfo extends PortWant {
   owner?: string;
 }
 
-/** Resolves `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?msg}` and `$VAR` (pure). */
-export function interpolate(s: string, env: (k: string) => string | undefined): string {
-  return s.replace(
-    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
-    (all, name?: string, op?: string, arg?: string, bare?: string) => {
-      if (all === "$$") return "$";
-      if (bare) return env(bare) ?? "";
-      const v = env(name!);
-      switch (op) {
-        case ":-":
-          return v === undefined || v === "" ? interpolate(arg ?? "", env) : v;
-        case "-":
-          return v === undefined ? interpolate(arg ?? "", env) : v;
-        case ":+":
-          return v !== undefined && v !== "" ? interpolate(arg ?? "", env) : "";
-        case "+":
-          return v !== undefined ? interpolate(arg ?? "", env) : "";
-        default:
-          return v ?? "";
-      }
-    },
-  );
-}
+/** Compose interpolation (the same code that reads compose files for install). */
+export { interpolate } from "../install/compose.ts";
 
 /**
  * Parses one compose `ports:` entry (short string/number syntax or long mapping syntax) into the
@@ -138,19 +119,9 @@ export function defaultPortWants(): PortWant[] {
   return DEFAULT_PORTS.map((port) => ({ port, source: "default" as const }));
 }
 
-/** Parses a `.env` file for compose interpolation: KEY=VALUE lines, optional quotes (pure). */
+/** Parses a `.env` file for compose interpolation (with the settings step's parser). */
 export function parseDotEnv(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of text.split(/\r?\n/)) {
-    const m = raw.match(/^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$/);
-    if (!m) continue;
-    let v = m[2].trim();
-    const q = v.match(/^(['"])(.*)\1$/);
-    if (q) v = q[2];
-    else v = v.replace(/\s+#.*$/, "");
-    out[m[1]] = v;
-  }
-  return out;
+  return envRecord(parseEnv(text));
 }
 
 /** A listening TCP socket from /proc/net/tcp{,6}. */

@@ -4,6 +4,7 @@
  * comments, CRLF or LF, and a missing final newline. `setEnvKeys` changes values in place and
  * appends missing keys once, so a re-run with the same values is byte-identical.
  */
+import { isSecretKey, REDACTED } from "../state/redact.ts";
 
 /** The parsed `KEY=value` part of a line. */
 export interface EnvEntry {
@@ -205,17 +206,12 @@ export function setEnvKeys(
   return { doc: { lines, newline: nl }, changed };
 }
 
-const SECRET_KEY_RE = /(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE)/i;
-
-/** Whether a key's value must never be printed. */
-export function isSecretKey(key: string): boolean {
-  return SECRET_KEY_RE.test(key);
-}
+export { isSecretKey };
 
 /** The value to show for `key`: "***" for secret-looking keys, else the value itself. */
 export function redact(key: string, value: string): string;
 export function redact(key: string, value: string | undefined): string | undefined;
 export function redact(key: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  return isSecretKey(key) ? "***" : value;
+  return isSecretKey(key) ? REDACTED : value;
 }

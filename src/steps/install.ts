@@ -17,6 +17,7 @@ import { ExitCode, InstallError, preflightError, stackError, throwIfAborted } fr
 import { detectCompose, runDocker, tagImage } from "../docker.ts";
 import {
   type AvailableImage,
+  canonicalRef,
   type ImagePlan,
   planImages,
   readCompose,
@@ -278,12 +279,7 @@ export async function engineImages(ctx: Context): Promise<Map<string, string>> {
   return m;
 }
 
-function canonical(ref: string): string {
-  let r = ref.trim();
-  for (const p of ["docker.io/library/", "docker.io/"]) if (r.startsWith(p)) r = r.slice(p.length);
-  const slash = r.lastIndexOf("/");
-  return r.lastIndexOf(":") > slash ? r : `${r}:latest`;
-}
+const canonical = canonicalRef;
 
 async function sha256OfFile(path: string): Promise<string | undefined> {
   try {

@@ -10,6 +10,12 @@ import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
 import { CHUNK_SIZE, createSha256, shortDigest } from "../hash.ts";
 import type { Bundle, BundleFile, BundleImage, TarImage, TarIndex } from "../bundle/types.ts";
 import { readTarIndex } from "../bundle/tarindex.ts";
+import {
+  layersToBlank,
+  presentChains,
+  skipLayersTransform,
+  type SkipStats,
+} from "../bundle/layerskip.ts";
 import { normalizeRef } from "../bundle/release.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
 import { RECOPY_HINT } from "./verify.ts";
@@ -32,6 +38,13 @@ export interface LoadedImage {
   expected?: string;
   /** Why it failed or was skipped. */
   message?: string;
+  /**
+   * Layer bytes (with tar padding) that `docker load` did not get because the engine already had
+   * their chain (still hashed). 0 when nothing was skipped or skipping was off.
+   */
+  skippedLayerBytes?: number;
+  /** How many layer entries were sent empty. */
+  skippedLayers?: number;
 }
 
 export interface LoadReport {
@@ -42,6 +55,14 @@ export interface LoadReport {
   bytesRead: number;
   seconds: number;
   warnings: string[];
+  /**
+   * Whether layers the engine already has were left out of `docker load`'s stream, and why not
+   * when they were not ("off": --no-layer-skip or CORTEX_INSTALL_NO_LAYER_SKIP; "containerd
+   * image store"; ...).
+   */
+  layerSkip?: { enabled: boolean; reason?: string };
+  /** Layer bytes not sent to `docker load` in total (see LoadedImage.skippedLayerBytes). */
+  skippedLayerBytes?: number;
 }
 
 export interface LoadOptions {
@@ -51,6 +72,8 @@ export interface LoadOptions {
   allowUnlisted?: boolean;
   /** Only these images: file names (or base names) or refs. */
   only?: string[];
+  /** Send every layer to `docker load` even when the engine has it (no layer skipping). */
+  noLayerSkip?: boolean;
 }
 
 /** What was on the engine before a load, to undo exactly what the load did. */
@@ -284,11 +307,29 @@ export async function loadImages(
     if (p.entry.verdict === "present") ctx.log.debug(`"${p.image.file}" is already present`);
   }
 
-  // 3. Load, one tar at a time (the engine's extraction is the bottleneck).
+  // 3. Layers the engine already has (by chain ID) can go to docker load empty.
+  let chains: Set<string> | undefined;
+  if (toLoad.some((p) => !p.index!.compressed)) {
+    const skip = await layerSkipSupport(ctx, opts);
+    report.layerSkip = skip;
+    if (skip.enabled) chains = await engineChains(ctx);
+    else ctx.log.debug(`Layer skipping is off: ${skip.reason}`);
+  }
+
+  // 4. Load, one tar at a time (the engine's extraction is the bottleneck).
   for (const p of toLoad) {
     throwIfInterrupted(ctx);
-    await loadOne(ctx, p, opts, report, fail);
+    let blank: Set<string> | undefined;
+    if (chains && !p.index!.compressed) {
+      try {
+        blank = layersToBlank(p.index!.images, chains);
+      } catch (e) {
+        ctx.log.debug(`"${p.image.file}": no layer skipping (${(e as Error).message})`);
+      }
+    }
+    await loadOne(ctx, p, opts, report, fail, blank?.size ? blank : undefined, warn);
   }
+  report.skippedLayerBytes = report.images.reduce((s, i) => s + (i.skippedLayerBytes ?? 0), 0);
   report.seconds = (performance.now() - started) / 1000;
   report.ok = report.images.every((i) => i.verdict !== "failed");
   return report;
@@ -298,23 +339,112 @@ function throwIfInterrupted(ctx: Context): void {
   if (ctx.signal.aborted) throw new InterruptedError();
 }
 
+/**
+ * Whether this engine may be sent tars with present layers left empty: only the classic image
+ * store (graph drivers) looks a layer's chain up before opening it. The containerd image store
+ * (Docker 24+ option, default in 29) imports every blob, so skipping is off there.
+ */
+export async function layerSkipSupport(
+  ctx: Context,
+  opts: { noLayerSkip?: boolean } = {},
+): Promise<{ enabled: boolean; reason?: string }> {
+  if (opts.noLayerSkip || ctx.env("CORTEX_INSTALL_NO_LAYER_SKIP")) {
+    return { enabled: false, reason: "off" };
+  }
+  const r = await runDocker(
+    ["info", "--format", "{{.Driver}}\t{{json .DriverStatus}}"],
+    ctx.docker,
+  );
+  if (r.code !== 0) return { enabled: false, reason: "docker info failed" };
+  return classicImageStore(r.stdout);
+}
+
+const GRAPH_DRIVERS = new Set([
+  "overlay2",
+  "overlay",
+  "aufs",
+  "btrfs",
+  "zfs",
+  "devicemapper",
+  "vfs",
+  "fuse-overlayfs",
+  "windowsfilter",
+]);
+
+/** From `docker info` "<Driver>\t<DriverStatus JSON>": classic store or not. Pure. */
+export function classicImageStore(info: string): { enabled: boolean; reason?: string } {
+  const [driver, status = ""] = info.trim().split("\t");
+  if (/io\.containerd\.snapshotter/.test(status)) {
+    return { enabled: false, reason: "containerd image store" };
+  }
+  if (!GRAPH_DRIVERS.has(driver)) {
+    return { enabled: false, reason: `storage driver "${driver}" is not a classic graph driver` };
+  }
+  return { enabled: true };
+}
+
+/** Chain IDs of every layer stack in the engine: one `docker image inspect` of all images. */
+async function engineChains(ctx: Context): Promise<Set<string>> {
+  const ids = await runDocker(["images", "-q", "--no-trunc"], ctx.docker);
+  const list = [...new Set(ids.stdout.split("\n").map((s) => s.trim()).filter(Boolean))];
+  if (ids.code !== 0 || list.length === 0) return new Set();
+  const r = await runDocker(
+    ["image", "inspect", "--format", "{{json .RootFS.Layers}}", ...list],
+    ctx.docker,
+  );
+  // An image removed meanwhile fails the call as a whole: the lines it did print still count.
+  const stacks: string[][] = [];
+  for (const line of r.stdout.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const l = JSON.parse(line);
+      if (Array.isArray(l)) stacks.push(l.filter((x) => typeof x === "string"));
+    } catch { /* not a layer list */ }
+  }
+  return presentChains(stacks);
+}
+
 async function loadOne(
   ctx: Context,
   p: Planned,
   opts: LoadOptions,
   report: LoadReport,
   fail: (p: Planned, e: InstallError) => void,
+  blank?: Set<string>,
+  warn?: (m: string) => void,
 ): Promise<void> {
   const file = p.file!;
   const t0 = performance.now();
   ctx.progress.label(`load ${file.path}`);
   report.dockerLoads++;
-  const r = await streamLoad(ctx, file.abs, !opts.noVerify);
+  const stats: SkipStats = { blanked: [], skippedBytes: 0, gaveUp: false };
+  let r = await streamLoad(ctx, file.abs, !opts.noVerify, blank, stats);
   p.entry.bytes = r.bytes;
   p.entry.sha256 = r.sha256;
   report.bytesRead += r.bytes;
   const expected = opts.noVerify ? undefined : file.expected?.sha256;
-  const mismatch = expected !== undefined && r.sha256 !== expected;
+  let mismatch = expected !== undefined && r.sha256 !== expected;
+  if (blank && !r.interrupted && !mismatch && r.code !== 0) {
+    // The engine refused the stream with empty layers (a layer removed meanwhile, or an engine
+    // that opens every layer): undo, then send the whole tar (read again).
+    await undo(ctx, p);
+    (warn ?? ctx.log.warn)(
+      `docker load refused "${file.path}" with the layers the engine has left out; loading the full tar instead (${
+        tail(`${r.stdout}\n${r.stderr}`, 1)
+      })`,
+    );
+    ctx.progress.addTotal(file.size ?? 0);
+    report.dockerLoads++;
+    stats.blanked = [];
+    stats.skippedBytes = 0;
+    r = await streamLoad(ctx, file.abs, !opts.noVerify);
+    p.entry.bytes += r.bytes;
+    p.entry.sha256 = r.sha256;
+    report.bytesRead += r.bytes;
+    mismatch = expected !== undefined && r.sha256 !== expected;
+  }
+  p.entry.skippedLayerBytes = stats.skippedBytes;
+  p.entry.skippedLayers = stats.blanked.length;
 
   if (r.interrupted || mismatch || r.code !== 0) {
     const undone = await undo(ctx, p);
@@ -424,7 +554,13 @@ interface StreamResult {
  * Two buffers alternate so the next read overlaps the previous write. If Docker stops reading
  * early, the rest is still hashed so that a damaged file is reported as such.
  */
-async function streamLoad(ctx: Context, path: string, hash: boolean): Promise<StreamResult> {
+async function streamLoad(
+  ctx: Context,
+  path: string,
+  hash: boolean,
+  blank?: Set<string>,
+  stats?: SkipStats,
+): Promise<StreamResult> {
   const child = new Deno.Command(ctx.docker.bin ?? "docker", {
     args: ["load"],
     stdin: "piped",
@@ -445,7 +581,13 @@ async function streamLoad(ctx: Context, path: string, hash: boolean): Promise<St
   if (ctx.signal.aborted) onAbort();
 
   const h = hash ? createSha256() : undefined;
-  const writer = child.stdin.getWriter();
+  // With layers to leave out, the bytes go through the tar transform. It forwards subarrays of
+  // the chunks it gets, which may wait in a queue: every chunk is then a fresh buffer.
+  const transform = blank ? skipLayersTransform(blank, stats) : undefined;
+  const piping = transform
+    ? transform.readable.pipeTo(child.stdin).then(() => true, () => false)
+    : Promise.resolve(true);
+  const writer = transform ? transform.writable.getWriter() : child.stdin.getWriter();
   let writing = true;
   let pending: Promise<void> = Promise.resolve();
   let bytes = 0;
@@ -454,7 +596,7 @@ async function streamLoad(ctx: Context, path: string, hash: boolean): Promise<St
   try {
     using f = await Deno.open(path, { read: true });
     while (!interrupted) {
-      const buf = bufs[which];
+      const buf = transform ? new Uint8Array(CHUNK_SIZE) : bufs[which];
       which ^= 1;
       let filled = 0;
       while (filled < buf.length) {
@@ -484,6 +626,7 @@ async function streamLoad(ctx: Context, path: string, hash: boolean): Promise<St
     else await writer.abort().catch(() => {});
     ctx.signal.removeEventListener("abort", onAbort);
   }
+  await piping;
   const status = await child.status;
   const [stdout, stderr] = await Promise.all([outP, errP]);
   return {
