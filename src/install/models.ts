@@ -47,11 +47,19 @@ export interface PlannedFile {
 
 /**
  * What will happen to one source: `copy` (target absent), `compare` (target present with the
- * same files and sizes: hashed at seed time, then skipped or a conflict), `conflict` (target
+ * same files and sizes: hashed at seed time, then skipped or a conflict), `unchanged` (target
+ * present with the same files, each known to hold the bundle's digest and not modified since it
+ * was hashed, per `PlanOptions.knownDigest`: skipped without reading), `conflict` (target
  * differs already by its file list or sizes), `incomplete` (the source lacks split parts; not
  * copied), `extract` (an archive: its entries are only known while it is read).
  */
-export type PlanAction = "copy" | "compare" | "conflict" | "incomplete" | "extract";
+export type PlanAction =
+  | "copy"
+  | "compare"
+  | "unchanged"
+  | "conflict"
+  | "incomplete"
+  | "extract";
 
 export interface ModelPlanItem {
   source: ModelSource;
@@ -105,6 +113,13 @@ export interface PlanOptions {
   expected: Map<string, string>;
   /** When given, the plan's bytes are added to this progress total now. */
   progress?: { addTotal(bytes: number): void };
+  /**
+   * The SHA-256 an installed file had when it was last hashed, when its stat shows that it has
+   * not changed since (the install passes the state journal's `verifiedSha256`, fed by
+   * `SeedOptions.onVerified`); undefined when unknown or changed. With it, an installed folder
+   * whose every file is known to hold the bundle's digest is planned `unchanged` and never read.
+   */
+  knownDigest?: (path: string, stat: Deno.FileInfo) => string | undefined;
 }
 
 export interface ModelResult {
@@ -129,6 +144,34 @@ export interface ModelsResult {
 export interface SeedOptions {
   /** Hardlink files from the bundle instead of copying, when on the same filesystem. */
   link?: boolean;
+  /**
+   * Called once per model folder whose installed files were just hashed (copied, linked, or
+   * compared equal), so that the caller can record them (the install: `markVerified` for each
+   * file and `recordModel`) and plan them `unchanged` next time.
+   */
+  onVerified?: (model: VerifiedModel) => void | Promise<void>;
+}
+
+/** An installed model folder whose files' digests are known, with the stat each file had. */
+export interface VerifiedModel {
+  target: string;
+  files: VerifiedFile[];
+  /** Sum of the files' sizes. */
+  bytes: number;
+  /** SHA-256 over the sorted `<sha256>  <relative path>\n` lines (see treeDigest). */
+  sha256Tree: string;
+}
+
+export interface VerifiedFile {
+  /** Absolute path of the installed file. */
+  path: string;
+  /** Path inside the model folder. */
+  rel: string;
+  /** The file's stat, taken when its content was known to hash to `sha256`. */
+  stat: Deno.FileInfo;
+  sha256: string;
+  /** A moment at which the content was that; a file modified at or after it is not trusted. */
+  verifiedAt: Date;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,6 +231,16 @@ export function checkCompleteness(files: readonly string[]): Completeness {
     }
   }
   return { missing, warnings };
+}
+
+/**
+ * The digest of a folder's content: SHA-256 over its files' `<sha256>  <relative path>\n`
+ * lines (the `sha256sum` format) sorted by path.
+ */
+export function treeDigest(files: readonly { rel: string; sha256: string }[]): string {
+  const sorted = [...files].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  return createHash("sha256").update(sorted.map((f) => `${f.sha256}  ${f.rel}\n`).join(""))
+    .digest("hex");
 }
 
 /** `3f2a9c1d0b7e…` for messages; the full digest goes into the detail. */
@@ -488,7 +541,25 @@ async function planFolder(
   const want = contentEntries(tree);
   const diff = diffListing(want, contentEntries(await listTree(target)));
   if (diff) return { ...base, action: "conflict", bytes: 0, writeBytes: 0, reason: diff };
+  if (opts.knownDigest && await allKnown(target, files, opts.knownDigest)) {
+    return { ...base, action: "unchanged", bytes: 0, writeBytes: 0 };
+  }
   return { ...base, action: "compare", bytes: size, writeBytes: 0 };
+}
+
+/** Whether every installed file is known (unchanged since hashed) to hold the bundle's digest. */
+async function allKnown(
+  target: string,
+  files: readonly PlannedFile[],
+  knownDigest: NonNullable<PlanOptions["knownDigest"]>,
+): Promise<boolean> {
+  for (const f of files) {
+    if (f.expected === undefined) return false;
+    const path = join(target, f.rel);
+    const st = await lstatOrNull(path);
+    if (!st?.isFile || knownDigest(path, st) !== f.expected) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,15 +618,20 @@ async function seedFolder(
   });
   if (item.action === "incomplete") return res("incomplete", 0, 0, [item.reason ?? ""]);
   if (item.action === "conflict") return res("conflict", 0, 0, [conflictLine(item, item.reason)]);
+  const total = item.files.reduce((s, f) => s + f.size, 0);
+  // Known unchanged since it was hashed (planModels' knownDigest): nothing to read.
+  if (item.action === "unchanged") return res("skipped", item.files.length, total);
   const advance = (n: number) => ctx.progress.advance(n);
+  const verified: VerifiedFile[] = [];
   if (item.action === "compare") {
     ctx.progress.label(`compare model ${item.name}`);
     for (const f of item.files) {
       const want = f.expected ?? (await hashFile(f.src, { signal: ctx.signal })).sha256;
-      const have = await hashFile(join(item.target, f.rel), {
-        signal: ctx.signal,
-        onBytes: advance,
-      });
+      const path = join(item.target, f.rel);
+      // The stat and the clock before hashing: a write during the hash shows up next time.
+      const stat = await Deno.lstat(path);
+      const verifiedAt = ctx.now();
+      const have = await hashFile(path, { signal: ctx.signal, onBytes: advance });
       if (have.sha256 !== want) {
         return res("conflict", 0, 0, [
           conflictLine(
@@ -564,8 +640,10 @@ async function seedFolder(
           ),
         ]);
       }
+      verified.push({ path, rel: f.rel, stat, sha256: have.sha256, verifiedAt });
     }
-    return res("skipped", item.files.length, item.files.reduce((s, f) => s + f.size, 0));
+    await reportVerified(opts, item.target, verified);
+    return res("skipped", item.files.length, total);
   }
 
   // action === "copy"
@@ -582,6 +660,8 @@ async function seedFolder(
   }
   ctx.progress.label(`${linking ? "link" : "copy"} model ${item.name}`);
   let bytes = 0;
+  const digests = new Map<string, string>();
+  const linkedStats = new Map<string, Omit<VerifiedFile, "path" | "rel">>();
   try {
     await Deno.mkdir(staging, { mode: 0o755 });
     const dirs = new Set<string>();
@@ -595,11 +675,18 @@ async function seedFolder(
       let got;
       if (linking) {
         // Verify the source first (one read), then give it a second name.
+        const before = await Deno.stat(f.src);
+        const verifiedAt = ctx.now();
         got = await hashFile(f.src, { signal: ctx.signal, onBytes: advance });
         if (f.expected !== undefined && got.sha256 !== f.expected) {
           throw digestMismatch(`model "${item.name}"`, f.rel, got.sha256, f.expected);
         }
         await Deno.link(f.src, dst);
+        // The link moved the ctime: keep the stat taken after it, if the content did not move.
+        const after = await Deno.stat(dst);
+        if (after.size === before.size && after.mtime?.getTime() === before.mtime?.getTime()) {
+          linkedStats.set(f.rel, { stat: after, sha256: got.sha256, verifiedAt });
+        }
       } else {
         got = await copyHashed(f.src, dst, { signal: ctx.signal, onBytes: advance });
         if (f.expected !== undefined && got.sha256 !== f.expected) {
@@ -607,6 +694,7 @@ async function seedFolder(
         }
       }
       bytes += got.bytes;
+      digests.set(f.rel, got.sha256);
     }
     for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
       await fsyncDir(join(staging, d));
@@ -627,7 +715,34 @@ async function seedFolder(
     await removeStaging(staging);
     throw ctx.signal.aborted && !(e instanceof InstallError) ? new InterruptedError() : e;
   }
+  if (opts.onVerified) {
+    // Copied files hold what was hashed as of the last write, which ended before this stat.
+    const verified: VerifiedFile[] = [];
+    for (const f of item.files) {
+      const path = join(item.target, f.rel);
+      const linked = linkedStats.get(f.rel);
+      if (linking && !linked) continue;
+      const stat = linked?.stat ?? await Deno.lstat(path);
+      const verifiedAt = linked?.verifiedAt ?? ctx.now();
+      verified.push({ path, rel: f.rel, stat, sha256: digests.get(f.rel)!, verifiedAt });
+    }
+    await reportVerified(opts, item.target, verified);
+  }
   return res(linking ? "linked" : "copied", item.files.length, bytes, extra);
+}
+
+async function reportVerified(
+  opts: SeedOptions,
+  target: string,
+  files: VerifiedFile[],
+): Promise<void> {
+  if (!opts.onVerified) return;
+  await opts.onVerified({
+    target,
+    files,
+    bytes: files.reduce((s, f) => s + f.stat.size, 0),
+    sha256Tree: treeDigest(files),
+  });
 }
 
 function conflictLine(item: { name: string; target: string }, why?: string): string {

@@ -4,7 +4,15 @@ import { type Context, createContext } from "../context.ts";
 import { InstallError, InterruptedError } from "../errors.ts";
 import type { ModelSource } from "../bundle/types.ts";
 import { STAGING_PREFIX } from "../layout.ts";
-import { checkCompleteness, cleanStaging, planModels, seedModels } from "./models.ts";
+import {
+  checkCompleteness,
+  cleanStaging,
+  planModels,
+  seedModels,
+  treeDigest,
+  type VerifiedModel,
+} from "./models.ts";
+import { emptyJournal, markVerified, verifiedSha256 } from "../state/journal.ts";
 
 const quiet = { write: () => {}, isTTY: false };
 
@@ -163,6 +171,130 @@ Deno.test("seedModels() copies a folder, skips it on re-run and keeps conflicts"
       assertMatch(result.models[0].warnings.join(), /model\.safetensors" differs/);
       assertEquals(await Deno.readTextFile(`${e.models}/other/model.safetensors`), "WEIGHTS");
     });
+  });
+});
+
+Deno.test("re-runs: a folder hashed before and unchanged since is skipped unread", async (t) => {
+  await withEnv(async (e) => {
+    const big = new Uint8Array(3 * 1024 * 1024 + 5);
+    crypto.getRandomValues(big.subarray(0, 65536));
+    const expected = await bundleFolder(e, "m", { ...HF, "sub/model.safetensors": big });
+    const target = `${e.models}/m`;
+    // What the install does with the state journal (src/steps/install.ts).
+    const journal = emptyJournal();
+    const records: VerifiedModel[] = [];
+    const onVerified = (m: VerifiedModel) => {
+      records.push(m);
+      for (const f of m.files) markVerified(journal, f.path, f.stat, f.sha256, f.verifiedAt);
+    };
+    const knownDigest = (p: string, st: Deno.FileInfo) => verifiedSha256(journal, p, st);
+    const plan = (known = knownDigest) =>
+      planModels([folder("m")], {
+        modelsDir: e.models,
+        hfCacheDir: e.hf,
+        bundleDir: e.bundle,
+        expected,
+        knownDigest: known,
+      });
+    // A clock 3 s ahead: records made right after a copy are otherwise "racy" (mtime in the same
+    // clock tick, or a whole-second mtime that looks coarse) and trusted only one run later.
+    const later = { ...ctxWith(), now: () => new Date(Date.now() + 3000) };
+
+    await t.step("a copy reports each installed file with its digest and stat", async () => {
+      const p = await plan();
+      assertEquals(p.items[0].action, "copy");
+      const r = await seedModels(later, p, { onVerified });
+      assertEquals(r.models[0].verdict, "copied");
+      assertEquals(records.length, 1);
+      const rec = records[0];
+      assertEquals(rec.target, target);
+      assertEquals(rec.files.map((f) => f.rel).sort(), [
+        "config.json",
+        "model.safetensors",
+        "sub/model.safetensors",
+        "tokenizer.json",
+      ]);
+      assertEquals(rec.bytes, big.length + 11);
+      for (const f of rec.files) {
+        assertEquals(f.path, `${target}/${f.rel}`);
+        assertEquals(f.sha256, expected.get(`models/m/${f.rel}`));
+        const st = await Deno.lstat(f.path);
+        assertEquals([f.stat.ino, f.stat.size, f.stat.mtime?.getTime()], [
+          st.ino,
+          st.size,
+          st.mtime?.getTime(),
+        ]);
+      }
+      assertEquals(rec.sha256Tree, treeDigest(rec.files));
+    });
+
+    await t.step("next plan: unchanged, nothing to read; seed skips it", async () => {
+      const p = await plan();
+      assertEquals(p.items[0].action, "unchanged");
+      assertEquals(p.bytes, 0);
+      const ctx = ctxWith();
+      const r = await seedModels(ctx, p, { onVerified });
+      assertEquals(r.models[0].verdict, "skipped");
+      assertEquals(r.models[0].files, 4);
+      assertEquals(ctx.progress.total, 0);
+      assertEquals(ctx.progress.done, 0);
+      assertEquals(records.length, 1); // nothing new was hashed
+    });
+
+    await t.step("without the journal the same folder is compared (hashed)", async () => {
+      const p = await plan(() => undefined);
+      assertEquals(p.items[0].action, "compare");
+      assertEquals(p.bytes, big.length + 11);
+    });
+
+    await t.step("'unchanged' trusts the stat: seed does not read the files", async () => {
+      // A predicate that vouches for every file while one differs (same size): had seedModels
+      // read it, the verdict would be a conflict.
+      const p0 = `${target}/model.safetensors`;
+      const st = await Deno.lstat(p0);
+      await Deno.writeTextFile(p0, "WEIGHTS");
+      await Deno.utime(p0, st.atime!, st.mtime!);
+      const p = await plan((path) => expected.get(`models/m/${path.slice(target.length + 1)}`));
+      assertEquals(p.items[0].action, "unchanged");
+      assertEquals((await seedModels(ctxWith(), p)).models[0].verdict, "skipped");
+    });
+
+    await t.step("content changed (same size): hashed, a conflict", async () => {
+      // Deno reports ctime in whole seconds, so a rewrite with the mtime set back within the
+      // same second would not show; give the file the mtime a rewrite gives it.
+      const now = new Date(Date.now() + 5000);
+      await Deno.utime(`${target}/model.safetensors`, now, now);
+      const p = await plan();
+      assertEquals(p.items[0].action, "compare");
+      const r = await seedModels(ctxWith(), p, { onVerified });
+      assertEquals(r.models[0].verdict, "conflict");
+      assertMatch(r.models[0].warnings.join(), /model\.safetensors" differs/);
+      assertEquals(records.length, 1);
+      await Deno.writeTextFile(`${target}/model.safetensors`, "weights");
+    });
+
+    await t.step("a compare that matches records the folder: the run after skips it", async () => {
+      const p = await plan();
+      assertEquals(p.items[0].action, "compare");
+      const r = await seedModels(later, p, { onVerified });
+      assertEquals(r.models[0].verdict, "skipped");
+      assertEquals(records.length, 2);
+      assertEquals(records[1].sha256Tree, records[0].sha256Tree);
+      assertEquals((await plan()).items[0].action, "unchanged");
+    });
+
+    await t.step(
+      "a file replaced by another one (new inode, same mtime) is hashed again",
+      async () => {
+        const p0 = `${target}/config.json`;
+        const st = await Deno.lstat(p0);
+        await Deno.writeTextFile(`${p0}.new`, "{}");
+        await Deno.utime(`${p0}.new`, st.atime!, st.mtime!);
+        await Deno.rename(`${p0}.new`, p0);
+        assert((await Deno.lstat(p0)).ino !== st.ino);
+        assertEquals((await plan()).items[0].action, "compare");
+      },
+    );
   });
 });
 

@@ -13,7 +13,14 @@ import { bundleDigest, readBundle } from "../bundle/read.ts";
 import { readTarIndex } from "../bundle/tarindex.ts";
 import { loadReleaseManifest, type ReleaseManifest } from "../bundle/release.ts";
 import { type DoctorReport, runDoctor } from "../doctor/mod.ts";
-import { ExitCode, InstallError, preflightError, stackError, throwIfAborted } from "../errors.ts";
+import {
+  ExitCode,
+  InstallError,
+  preflightError,
+  stackError,
+  throwIfAborted,
+  UsageError,
+} from "../errors.ts";
 import { detectCompose, runDocker, tagImage } from "../docker.ts";
 import {
   type AvailableImage,
@@ -43,11 +50,14 @@ import {
   currentRelease,
   finishRun,
   type Journal,
+  markVerified,
   readJournal,
   recordLoaded,
+  recordModel,
   recordRelease,
   recordStep,
   type Release,
+  verifiedSha256,
   writeJournal,
 } from "../state/journal.ts";
 import { acquireLock, type StateLock } from "../state/lock.ts";
@@ -208,6 +218,8 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     if (journal && lock) {
       const code = e instanceof InstallError
         ? e.exitCode
+        : e instanceof UsageError
+        ? ExitCode.Usage
         : ctx.signal.aborted
         ? ExitCode.Interrupted
         : 1;
@@ -429,6 +441,8 @@ async function prepare(
     bundleDir: bundle.dir,
     expected,
     progress: o.dryRun ? undefined : ctx.progress,
+    // Installed model files hashed by an earlier run and unchanged since (stat) are not re-read.
+    knownDigest: (path, st) => verifiedSha256(journal, path, st),
   });
   const modelBytes = modelPlan?.items.reduce(
     (s, i) => s + (i.action === "copy" || i.action === "extract" ? i.writeBytes : 0),
@@ -628,7 +642,12 @@ async function execute(
   // Progress: one byte-weighted total over what will be read (load and other files); models add theirs.
   const images = await step(
     "load",
-    () => loadImages(ctx, p.bundle, { allowUnlisted: o.allowUnlisted, noVerify: o.noVerify }),
+    () =>
+      loadImages(ctx, p.bundle, {
+        allowUnlisted: o.allowUnlisted,
+        noVerify: o.noVerify,
+        indexes: p.indexes,
+      }),
   );
   for (const img of images.images) {
     verdicts.push({
@@ -698,8 +717,25 @@ async function execute(
       for (const c of cleaned) {
         ctx.log.info(`Removed the staging leftover of an interrupted run: ${c}`);
       }
-      return await seedModels(ctx, mp, { link: o.link });
+      return await seedModels(ctx, mp, {
+        link: o.link,
+        onVerified: (m) => {
+          for (const f of m.files) markVerified(journal, f.path, f.stat, f.sha256, f.verifiedAt);
+        },
+      });
     });
+    // Model folders in place, for status and the re-run check (which stats each target).
+    for (const m of models.models) {
+      if (m.verdict !== "copied" && m.verdict !== "linked" && m.verdict !== "skipped") continue;
+      const item = mp.items.find((i) => i.target === m.target && i.name === m.name);
+      const lines = (item?.files ?? []).map((f) => `${f.expected ?? ""}  ${f.rel}\n`).sort();
+      recordModel(journal, m.target, {
+        files: m.files,
+        bytes: m.bytes,
+        sha256Tree: sha256Hex(new TextEncoder().encode(lines.join(""))),
+      });
+    }
+    await writeJournal(o.stateDir, journal);
   }
 
   const settings = await step("settings", () => applySettings(p.settingsPlan));

@@ -74,6 +74,8 @@ export interface LoadOptions {
   only?: string[];
   /** Send every layer to `docker load` even when the engine has it (no layer skipping). */
   noLayerSkip?: boolean;
+  /** Tar indexes already read (by bundle-relative path), so no tar's headers are read twice. */
+  indexes?: ReadonlyMap<string, TarIndex>;
 }
 
 /** What was on the engine before a load, to undo exactly what the load did. */
@@ -270,7 +272,7 @@ export async function loadImages(
     }
     throwIfInterrupted(ctx);
     try {
-      p.index = await readTarIndex(file.abs);
+      p.index = opts.indexes?.get(image.file) ?? await readTarIndex(file.abs);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       fail(

@@ -170,7 +170,9 @@ export async function makeSetup(b: CortexBundle, o: SetupOptions = {}): Promise<
   await Deno.writeTextFile(
     join(cortexDir, ".env"),
     `# test ports\nCORTEX_GATEWAY_PORT=${ports.gateway}\nCORTEX_POSTGRES_PORT=${ports.postgres}\n` +
-      `CORTEX_REDIS_PORT=${ports.redis}\nPROM_PORT=${ports.prom}\nPOSTGRES_PASSWORD=${secrets[2]}\n` +
+      `CORTEX_REDIS_PORT=${ports.redis}\nPROM_PORT=${ports.prom}\nPOSTGRES_PASSWORD=${
+        secrets[2]
+      }\n` +
       (o.rootEnvExtra ?? ""),
   );
   const release = JSON.parse(await Deno.readTextFile(join(assets, "release.json")));
@@ -223,7 +225,9 @@ export async function makeSetup(b: CortexBundle, o: SetupOptions = {}): Promise<
 }
 
 /** Bytes and mtime of a file (undefined when missing). */
-export async function snapshot(path: string): Promise<{ bytes: string; mtime: number } | undefined> {
+export async function snapshot(
+  path: string,
+): Promise<{ bytes: string; mtime: number } | undefined> {
   try {
     const st = await Deno.stat(path);
     const bytes = await Deno.readFile(path);
@@ -235,7 +239,12 @@ export async function snapshot(path: string): Promise<{ bytes: string; mtime: nu
 
 /** Every path (relative, sorted) under `dir`, recursively; [] when `dir` is missing. */
 export async function listTree(dir: string): Promise<string[]> {
-  const r = await runCommand("sh", ["-c", 'cd "$1" 2>/dev/null && find . -mindepth 1 | sort', "sh", dir]);
+  const r = await runCommand("sh", [
+    "-c",
+    'cd "$1" 2>/dev/null && find . -mindepth 1 | sort',
+    "sh",
+    dir,
+  ]);
   return r.stdout.split("\n").filter(Boolean);
 }
 
@@ -257,7 +266,12 @@ export async function containerEnv(project: string, service: string): Promise<st
 
 /** Health (or state) of each service container of a project: service -> health|state. */
 export async function projectHealth(project: string): Promise<Record<string, string>> {
-  const ps = await runDocker(["ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`]);
+  const ps = await runDocker([
+    "ps",
+    "-aq",
+    "--filter",
+    `label=com.docker.compose.project=${project}`,
+  ]);
   const out: Record<string, string> = {};
   for (const id of ps.stdout.split("\n").map((s) => s.trim()).filter(Boolean)) {
     const r = await runDocker([
