@@ -377,12 +377,20 @@ Deno.test("a split GGUF set with a missing part is not installed", async () => {
 Deno.test("--link hardlinks the bundle's files (same inode) after verifying them", async () => {
   await withEnv(async (e) => {
     const expected = await bundleFolder(e, "tiny", HF);
-    const { result } = await seed(e, [folder("tiny")], expected, { link: true });
+    const records: VerifiedModel[] = [];
+    const { result } = await seed(e, [folder("tiny")], expected, {
+      link: true,
+      onVerified: (m: VerifiedModel) => records.push(m),
+    });
     assertEquals(result.models[0].verdict, "linked");
     const a = await Deno.stat(`${e.bundle}/models/tiny/model.safetensors`);
     const b = await Deno.stat(`${e.models}/tiny/model.safetensors`);
     assertEquals(b.ino, a.ino);
     assertEquals(b.nlink, 2);
+    // Recorded with the stat after linking (the link count, hence the ctime, changed).
+    const rec = records[0].files.find((f) => f.rel === "model.safetensors")!;
+    assertEquals([rec.stat.ino, rec.stat.nlink], [b.ino, 2]);
+    assertEquals(rec.sha256, expected.get("models/tiny/model.safetensors"));
   });
 });
 
