@@ -226,6 +226,10 @@ Deno.test("isVerified() on real files notices a rewrite", async () => {
     const f = `${dir}/a.tar`;
     await Deno.writeTextFile(f, "hello");
     await Deno.utime(f, 1_700_000_000.25, 1_700_000_000.25);
+    // Changed in the second hashing began (ctime has whole seconds): not trusted later.
+    const fresh = markVerified(emptyJournal(), f, await Deno.stat(f), SHA_A);
+    assertEquals(isVerified(fresh, f, await Deno.stat(f)), false);
+    await new Promise((r) => setTimeout(r, 1100));
     const before = await Deno.stat(f);
     const j = markVerified(emptyJournal(), f, before, SHA_A);
     assertEquals(isVerified(j, f, await Deno.stat(f)), true);
