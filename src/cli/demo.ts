@@ -58,7 +58,8 @@ export const demoCommand: CommandHandler = async (ctx, f) => {
   lines.push(
     "",
     `Demo files: ${dir} (bundle, Cortex dir, models, state; journal and audit log in ${demo.stateDir})`,
-    `Run it again: it should find nothing to do. Status: deno run -A main.ts status --state-dir ${demo.stateDir}`,
+    `Run it again: nothing is loaded, copied or written; only the stopped stack is started again.`,
+    `Status: deno run -A main.ts status --state-dir ${demo.stateDir}`,
   );
   if (f.keep !== true) {
     await stopStack(ctx, {

@@ -80,7 +80,15 @@ export const statusCommand: CommandHandler = async (ctx, f) => {
     for (const i of r.images) l.push(`  image ${i.state.padEnd(8)} ${i.ref}`);
     for (const m of r.models) l.push(`  model ${m.present ? "present " : "MISSING "} ${m.target}`);
     for (const s of r.services) l.push(`  service ${s.name}: ${s.health ?? s.state}`);
-    l.push(`  stack: ${r.healthy ? "healthy" : "NOT healthy"}`);
+    l.push(
+      `  stack: ${
+        r.services.length === 0
+          ? "not running (no containers; `cortex-install` starts it again)"
+          : r.healthy
+          ? "healthy"
+          : "NOT healthy"
+      }`,
+    );
   }
   if (r.interruptedRun) {
     l.push(`  an interrupted run (${r.interruptedRun.startedAt}) will resume on the next install`);
