@@ -7,7 +7,7 @@
 import type { Context } from "../context.ts";
 import { type ImageInfo, inspectImages, removeImages, runDocker, tail } from "../docker.ts";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
-import { CHUNK_SIZE, createSha256, shortDigest } from "../hash.ts";
+import { createSha256, shortDigest } from "../hash.ts";
 import type { Bundle, BundleFile, BundleImage, TarImage, TarIndex } from "../bundle/types.ts";
 import { readTarIndex } from "../bundle/tarindex.ts";
 import {
@@ -19,6 +19,12 @@ import {
 import { normalizeRef } from "../bundle/release.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
 import { RECOPY_HINT } from "./verify.ts";
+
+/**
+ * Reads and pipe writes of 1 MiB: into `docker load`'s stdin, measured here 1.11x the time of
+ * `docker load -i` on 1 GiB against 1.27x with 4 MiB (bench/verify_load.ts).
+ */
+const CHUNK_SIZE = 1024 * 1024;
 
 export type LoadVerdict = "loaded" | "present" | "failed" | "skipped-optional";
 
