@@ -43,7 +43,13 @@ import {
   seedModels,
 } from "../install/models.ts";
 import { type Readiness, type StackResult, stackStatus, startStack } from "../install/stack.ts";
-import { loadImages, type LoadReport } from "./load.ts";
+import {
+  engineChains,
+  layerSkipSupport,
+  loadImages,
+  type LoadReport,
+  newLayerBytes,
+} from "./load.ts";
 import { verifyBundle, type VerifyReport } from "./verify.ts";
 import {
   beginRun,
@@ -449,6 +455,20 @@ async function prepare(
     0,
   );
 
+  // Disk for images: only what `docker load` will unpack (layers the engine has go empty).
+  const present0 = await engineImages(ctx);
+  const skip = await layerSkipSupport(ctx);
+  const chains = skip.enabled ? await engineChains(ctx) : undefined;
+  let imageBytes = 0;
+  for (const img of bundle.images) {
+    const idx = indexes.get(img.file);
+    if (!idx) continue;
+    const refs = idx.images.flatMap((i) => i.repoTags);
+    const isPresent = refs.length > 0 &&
+      idx.images.every((i) => i.repoTags.every((r) => present0.get(canonical(r)) === i.imageId));
+    if (!isPresent) imageBytes += newLayerBytes(idx, chains);
+  }
+
   ctx.log.info("Preflight: Docker, Compose, disk, GPU, network, ports");
   const doctor = await runDoctor(ctx, {
     bundle,
@@ -459,6 +479,7 @@ async function prepare(
     hfCacheDir: o.hfCacheDir,
     stateDir: o.stateDir,
     modelBytes,
+    imageBytes,
   });
   const failed = doctor.checks.filter((c) => c.status === "fail");
   if (failed.length > 0) {
@@ -473,7 +494,7 @@ async function prepare(
   const composeMajor = doctor.compose?.major ?? 2;
 
   // Images compose will run, after the load: shipped, present, or retagged.
-  const present = await engineImages(ctx);
+  const present = present0;
   const available: AvailableImage[] = [];
   const shippedRoles: { role: string; ref: string }[] = [];
   const planImagesList: InstallPlan["images"] = [];

@@ -392,7 +392,7 @@ export function classicImageStore(info: string): { enabled: boolean; reason?: st
 }
 
 /** Chain IDs of every layer stack in the engine: one `docker image inspect` of all images. */
-async function engineChains(ctx: Context): Promise<Set<string>> {
+export async function engineChains(ctx: Context): Promise<Set<string>> {
   const ids = await runDocker(["images", "-q", "--no-trunc"], ctx.docker);
   const list = [...new Set(ids.stdout.split("\n").map((s) => s.trim()).filter(Boolean))];
   if (ids.code !== 0 || list.length === 0) return new Set();
@@ -645,4 +645,17 @@ async function streamLoad(
     bytes,
     interrupted: interrupted || ctx.signal.aborted,
   };
+}
+
+/**
+ * Bytes `docker load` will unpack from this tar (pure): every entry except the layers whose
+ * chain the engine already has (those go to it empty, see layerskip.ts). Used by the disk
+ * preflight, so an upgrade that shares its base layers needs room only for its new layers.
+ */
+export function newLayerBytes(index: TarIndex, present: ReadonlySet<string> | undefined): number {
+  const layers = new Set(index.images.flatMap((i) => i.layerPaths));
+  const blank = present && !index.compressed ? layersToBlank(index.images, present) : new Set();
+  let bytes = 0;
+  for (const path of layers) if (!blank.has(path)) bytes += index.entrySizes[path] ?? 0;
+  return bytes;
 }

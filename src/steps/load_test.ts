@@ -1,3 +1,4 @@
+import { chainIds } from "../bundle/layerskip.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
 import {
   buildBundle,
@@ -10,12 +11,13 @@ import {
 } from "../../test/support/fixtures.ts";
 import { createContext } from "../context.ts";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
-import type { Bundle, TarImage } from "../bundle/types.ts";
+import type { Bundle, TarImage, TarIndex } from "../bundle/types.ts";
 import { runDocker } from "../docker.ts";
 import {
   type EngineBefore,
   isPresent,
   loadImages,
+  newLayerBytes,
   planUndo,
   selected,
   wantedTags,
@@ -336,4 +338,30 @@ Deno.test({
       await b.cleanup();
     }
   },
+});
+
+Deno.test("newLayerBytes() counts only the layers the engine lacks", async (t) => {
+  const d = (c: string) => `sha256:${c.repeat(64)}`;
+  const index: TarIndex = {
+    layout: "legacy",
+    compressed: false,
+    images: [{
+      repoTags: ["x/eng:2"],
+      imageId: d("f"),
+      diffIds: [d("a"), d("b")],
+      layerPaths: ["base/layer.tar", "top/layer.tar"],
+      env: [],
+    }],
+    entrySizes: { "base/layer.tar": 900, "top/layer.tar": 100, "manifest.json": 1 },
+  };
+  await t.step("nothing present: every layer", () => {
+    assertEquals(newLayerBytes(index, new Set()), 1000);
+    assertEquals(newLayerBytes(index, undefined), 1000);
+  });
+  await t.step("the base chain present: only the top layer", () => {
+    assertEquals(newLayerBytes(index, new Set(chainIds([d("a")]))), 100);
+  });
+  await t.step("a compressed tar cannot be blanked: every layer", () => {
+    assertEquals(newLayerBytes({ ...index, compressed: true }, new Set(chainIds([d("a")]))), 1000);
+  });
 });
