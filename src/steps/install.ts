@@ -795,6 +795,18 @@ async function execute(
     profiles: p.profiles,
     readiness: p.readiness,
   };
+  const thisRelease = (outcome: Release["outcome"]): Release => ({
+    release: p.plan.bundle.release ?? "unknown",
+    bundleDigest: p.digest,
+    bundleDir: p.bundle.dir,
+    installedAt: ctx.now().toISOString(),
+    engineRefs,
+    images: releaseImages,
+    envFiles,
+    override: overridePath(o),
+    outcome,
+    stack: stackRecord,
+  });
   let stack: StackResult | undefined;
   if (!o.skipStart) {
     try {
@@ -811,18 +823,7 @@ async function execute(
       if (previous && e instanceof InstallError && e.exitCode === ExitCode.Stack) {
         ctx.log.warn(`The updated stack did not become healthy: ${e.message}`);
         ctx.log.warn(`Rolling back to Cortex ${previous.release}`);
-        const failedIdx = recordRelease(journal, {
-          release: p.plan.bundle.release ?? "unknown",
-          bundleDigest: p.digest,
-          bundleDir: p.bundle.dir,
-          installedAt: ctx.now().toISOString(),
-          engineRefs,
-          images: releaseImages,
-          envFiles,
-          override: overridePath(o),
-          outcome: "failed",
-          stack: stackRecord,
-        });
+        const failedIdx = recordRelease(journal, thisRelease("failed"));
         await writeJournal(o.stateDir, journal);
         try {
           await rollbackTo(ctx, journal, {
@@ -854,18 +855,7 @@ async function execute(
     }
   }
 
-  recordRelease(journal, {
-    release: p.plan.bundle.release ?? "unknown",
-    bundleDigest: p.digest,
-    bundleDir: p.bundle.dir,
-    installedAt: ctx.now().toISOString(),
-    engineRefs,
-    images: releaseImages,
-    envFiles,
-    override: overridePath(o),
-    outcome: "installed",
-    stack: stackRecord,
-  });
+  recordRelease(journal, thisRelease("installed"));
   await writeJournal(o.stateDir, journal);
 
   return {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { createContext } from "../../src/context.ts";
 import { buildDemo, DEMO_IMAGES, demoRef } from "../../src/demo.ts";
 import { runCommand, runDocker } from "../../src/docker.ts";
+import { loadEvents } from "./fixtures.ts";
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -100,20 +101,8 @@ export async function countNamespaceLoads(
   sinceSec: number,
   untilSec: number,
 ): Promise<number> {
-  const r = await runDocker([
-    "events",
-    "--since",
-    sinceSec.toFixed(6),
-    "--until",
-    untilSec.toFixed(6),
-    "--filter",
-    "type=image",
-    "--filter",
-    "event=load",
-    "--format",
-    "{{json .Actor}}",
-  ]);
-  return r.stdout.split("\n").filter((l) => l.includes(`"${ns}/`)).length;
+  const events = await loadEvents(sinceSec, untilSec);
+  return events.filter((a) => JSON.stringify(a).includes(`"${ns}/`)).length;
 }
 
 /** A free loopback TCP port (bound then released), not in `taken`. */

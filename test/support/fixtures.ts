@@ -551,6 +551,15 @@ export async function countLoadEvents(
   untilSec: number,
   label?: string,
 ): Promise<number> {
+  const events = await loadEvents(sinceSec, untilSec);
+  return events.filter((a) => !label || a.Attributes?.cit === label).length;
+}
+
+/** The actors (`{ID, Attributes}`) of the engine's image `load` events between two instants. */
+export async function loadEvents(
+  sinceSec: number,
+  untilSec: number,
+): Promise<{ ID: string; Attributes?: Record<string, string> }[]> {
   const r = await runDocker([
     "events",
     "--since",
@@ -561,9 +570,8 @@ export async function countLoadEvents(
     "type=image",
     "--filter",
     "event=load",
-    ...(label ? ["--filter", `label=cit=${label}`] : []),
     "--format",
-    "{{.Actor.ID}}",
+    "{{json .Actor}}",
   ]);
-  return r.stdout.split("\n").map((s) => s.trim()).filter(Boolean).length;
+  return r.stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
 }
