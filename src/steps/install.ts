@@ -16,6 +16,7 @@ import { type DoctorReport, runDoctor } from "../doctor/mod.ts";
 import {
   ExitCode,
   InstallError,
+  integrityError,
   preflightError,
   stackError,
   throwIfAborted,
@@ -50,7 +51,7 @@ import {
   type LoadReport,
   newLayerBytes,
 } from "./load.ts";
-import { verifyBundle, type VerifyReport } from "./verify.ts";
+import { assertVerified, verifyBundle, type VerifyReport } from "./verify.ts";
 import {
   beginRun,
   currentRelease,
@@ -68,7 +69,7 @@ import {
 } from "../state/journal.ts";
 import { acquireLock, type StateLock } from "../state/lock.ts";
 import { appendAudit, currentUser, type Verdict } from "../state/audit.ts";
-import { COMPOSE_OVERRIDE } from "../layout.ts";
+import { CHECKSUMS_FILE, COMPOSE_OVERRIDE } from "../layout.ts";
 import { sha256Hex } from "../hash.ts";
 import { rollbackTo } from "./rollback.ts";
 
@@ -415,6 +416,18 @@ async function prepare(
   bundle: Bundle,
   digest: string,
 ): Promise<Prepared> {
+  // Fail closed before anything is written: every image tar, archive and model file must be
+  // covered by a checksum or a pin (load and models check again as they read).
+  if (bundle.unlisted.length > 0 && !o.allowUnlisted && !o.noVerify) {
+    throw integrityError(
+      `Cannot install from "${bundle.dir}": no checksum or pin covers ${
+        bundle.unlisted.map((u) => `"${u}"`).join(", ")
+      }`,
+      `Add ${
+        bundle.unlisted.length > 1 ? "them" : "it"
+      } to ${CHECKSUMS_FILE} on the source host, or pass --allow-unlisted to install unverified files.`,
+    );
+  }
   const cur = currentRelease(journal);
   const releaseName = bundle.cortexVersion ?? release.release;
   if (cur && cur.bundleDigest !== digest && !o.allowDowngrade) {
@@ -661,6 +674,28 @@ async function execute(
   };
 
   // Progress: one byte-weighted total over what will be read (load and other files); models add theirs.
+  // Images are hashed while loaded, models while copied, archives while extracted; the rest
+  // (db dump, manifests, a listed tar the manifest does not name) is verified here, and a
+  // listed file that is missing fails the run, before anything is loaded.
+  const imageFiles = new Set(p.bundle.images.map((i) => i.file));
+  const others = p.bundle.files.filter((f) =>
+    !imageFiles.has(f.path) && f.kind !== "model" && f.kind !== "archive"
+  );
+  const missing = p.bundle.missing.filter((m) => !imageFiles.has(m));
+  let files: VerifyReport["files"] = [];
+  if ((others.length > 0 || missing.length > 0) && !o.noVerify) {
+    const v = await step(
+      "verify",
+      () =>
+        verifyBundle(ctx, { ...p.bundle, files: others, images: [], unlisted: [], missing }, {
+          allowUnlisted: o.allowUnlisted,
+        }),
+    );
+    files = v.files;
+    for (const f of v.files) verdicts.push({ path: f.path, verdict: f.verdict, sha256: f.actual });
+    assertVerified(v);
+  }
+
   const images = await step(
     "load",
     () =>
@@ -678,46 +713,6 @@ async function execute(
       detail: img.message,
     });
     if (img.imageId) { for (const r of img.refs) recordLoaded(journal, r, img.imageId); }
-  }
-
-  // Files that are neither images nor models (db dump, manifests): verified here.
-  const others = p.bundle.files.filter((f) =>
-    f.kind === "db" || f.kind === "other" || f.kind === "manifest"
-  );
-  let files: VerifyReport["files"] = [];
-  if (others.length > 0 && !o.noVerify) {
-    const v = await step(
-      "verify",
-      () =>
-        verifyBundle(ctx, { ...p.bundle, files: others, images: [], unlisted: [], missing: [] }, {
-          allowUnlisted: o.allowUnlisted,
-        }),
-    );
-    files = v.files;
-    for (const f of v.files) {
-      verdicts.push({
-        path: f.path,
-        verdict: f.verdict === "ok"
-          ? "ok"
-          : f.verdict === "mismatch"
-          ? "mismatch"
-          : f.verdict === "missing"
-          ? "missing"
-          : f.verdict === "unlisted"
-          ? "unlisted"
-          : "skipped",
-        sha256: f.actual,
-      });
-    }
-    if (!v.ok) {
-      throw new InstallError(
-        "verify",
-        v.errors[0] ?? "Verification failed",
-        ExitCode.Integrity,
-        "Re-copy the file from the transfer media, then run again.",
-        v.errors.join("\n"),
-      );
-    }
   }
 
   const retags = await step("retag", async () => {

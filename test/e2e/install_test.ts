@@ -503,6 +503,28 @@ Deno.test({
         }
       });
 
+      await t.step("an archive no checksum covers: exit 4 before anything is loaded", async () => {
+        const bundle = join(b.root, `unlisted-${crypto.randomUUID().slice(0, 8)}`);
+        const cp = await runCommand("cp", ["-al", b.bundleDir, bundle]);
+        assertEquals(cp.code, 0, cp.stderr);
+        await Deno.writeFile(
+          join(bundle, "models.tar.gz"),
+          await gzip(buildTar([{ name: "models/", type: "5" }])),
+        );
+        const s = await makeSetup(b);
+        const args = [...s.args];
+        args[args.indexOf("--bundle") + 1] = bundle;
+        const before = await cortexFiles(s);
+        const t0 = now();
+        const r = await runCli(["install", ...args, "--yes", "--json"]);
+        assertEquals(r.code, 4, r.stderr);
+        assertMatch(r.stderr, /no checksum or pin covers "models\.tar\.gz"/);
+        assertMatch(r.stderr, /--allow-unlisted/);
+        assertEquals(await countNamespaceLoads(b.ns, t0, now() + 1), 0);
+        assertEquals(await cortexFiles(s), before);
+        assertEquals(await listTree(s.modelsDir), []);
+      });
+
       await t.step("a service that never gets healthy: exit 6 with its logs", async () => {
         const s = await makeSetup(b, {
           compose: (c) => {
