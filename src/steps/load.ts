@@ -618,17 +618,17 @@ async function streamLoad(
       bytes += filled;
       ctx.progress.advance(filled);
       // The other buffer's write must finish before that buffer is read into again.
-      await pending.catch(() => {
-        writing = false;
-      });
+      await pending;
       if (writing) {
-        pending = writer.write(chunk);
+        // Handled at once: a write that fails (docker exited) while we are reading must not
+        // surface as an unhandled rejection; the loop sees `writing` turn false.
+        pending = writer.write(chunk).catch(() => {
+          writing = false;
+        });
       } else if (!hash) break;
       if (filled < buf.length) break;
     }
-    await pending.catch(() => {
-      writing = false;
-    });
+    await pending;
   } finally {
     if (writing && !interrupted) await writer.close().catch(() => {});
     else await writer.abort().catch(() => {});
