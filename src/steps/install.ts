@@ -459,7 +459,6 @@ async function prepare(
     hfCacheDir: o.hfCacheDir,
     bundleDir: bundle.dir,
     expected,
-    progress: o.dryRun ? undefined : ctx.progress,
     // Installed model files hashed by an earlier run and unchanged since (stat) are not re-read.
     knownDigest: (path, st) => verifiedSha256(journal, path, st),
   });
