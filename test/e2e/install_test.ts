@@ -553,6 +553,23 @@ Deno.test({
         await assertNoSecrets(s, r.stdout, r.stderr);
       });
 
+      await t.step("interactive: asks for the bundle when none is found", async () => {
+        const s = await makeSetup(b);
+        const args = [...s.args];
+        args.splice(args.indexOf("--bundle"), 2);
+        const before = await cortexFiles(s);
+        const r = await runInteractive(args, ["n", "\r"], [["Bundle not found", [
+          s.args[s.args.indexOf("--bundle") + 1],
+          "\r",
+        ]]]);
+        assertEquals(r.code, 130, r.output);
+        assertMatch(
+          r.output,
+          new RegExp(`Plan for Cortex .* from ${s.args[s.args.indexOf("--bundle") + 1]}`),
+        );
+        assertEquals(await cortexFiles(s), before);
+      });
+
       await t.step("interactive run answered y: the plan, then the install", async () => {
         const s = await makeSetup(b);
         const r = await runInteractive([...s.args, "--skip-start"], ["y", "\r"]);
@@ -584,7 +601,10 @@ Deno.test({
 async function runInteractive(
   args: string[],
   keys: string[],
+  /** Earlier questions and their answers, before "Go on with the install?". */
+  before: [question: string, keys: string[]][] = [],
 ): Promise<{ code: number; output: string }> {
+  const answers: [string, string[]][] = [...before, ["Go on with the install?", keys]];
   const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
   // A pseudo-terminal made by `script` has no size unless told: dax draws nothing at 0 columns.
   const cmd = "stty cols 120 rows 40; " +
@@ -599,7 +619,7 @@ async function runInteractive(
   }).spawn();
   const writer = child.stdin.getWriter();
   let output = "";
-  let typed = false;
+  let answered = 0;
   const dec = new TextDecoder();
   const timer = setTimeout(() => {
     try {
@@ -609,8 +629,8 @@ async function runInteractive(
   const errText = new Response(child.stderr).text();
   for await (const chunk of child.stdout) {
     output += dec.decode(chunk, { stream: true });
-    if (!typed && output.includes("Go on with the install?")) {
-      typed = true;
+    if (answered < answers.length && output.includes(answers[answered][0])) {
+      const keys = answers[answered++][1];
       // dax reads a key per read(): "y" and Enter must arrive apart. Keys typed before the
       // prompt switches the terminal to raw mode are flushed, so type after it shows, a beat later.
       (async () => {
@@ -625,7 +645,7 @@ async function runInteractive(
   const status = await child.status;
   await writer.close().catch(() => {});
   output += await errText;
-  assert(typed, `the question never came:\n${output}`);
+  assert(answered === answers.length, `a question never came:\n${output}`);
   return { code: status.code, output };
 }
 
