@@ -52,6 +52,11 @@ export const ReleaseSchema = z.object({
   /** The compose override file written, when any (absolute path). */
   override: z.string().optional(),
   outcome: z.enum(["installed", "rolled-back", "failed"]),
+  /**
+   * The install's inputs other than the bundle (dirs, compose file, project, profiles, forced
+   * network, manifest): a re-run with other inputs is not a no-op.
+   */
+  inputs: z.string().optional(),
   /** How the stack was run: needed to check, repair or roll it back without the bundle. */
   stack: z.object({
     cortexDir: z.string(),

@@ -255,7 +255,7 @@ async function finish(
   error?: unknown,
 ): Promise<void> {
   const finishedAt = ctx.now();
-  if (outcome === "ok") delete journal.inProgress;
+  const unfinished = outcome === "ok" ? undefined : journal.inProgress;
   finishRun(journal, {
     command: "install",
     startedAt: started.toISOString(),
@@ -264,6 +264,8 @@ async function finish(
     exitCode,
     bundleDigest: digest,
   });
+  // A failed or interrupted run stays recorded as unfinished: the next run resumes it.
+  if (unfinished) journal.inProgress = unfinished;
   await writeJournal(o.stateDir, journal);
   const who = await currentUser((k) => ctx.env(k));
   await appendAudit(o.stateDir, {
@@ -323,7 +325,7 @@ async function quickRerun(
   const cur = currentRelease(journal);
   if (!cur || cur.bundleDigest !== digest || journal.inProgress) return undefined;
   if (journal.lastRun?.outcome !== "ok") return undefined;
-  if (cur.bundleDir !== o.bundleDir) return undefined;
+  if (cur.bundleDir !== o.bundleDir || cur.inputs !== await installInputs(o)) return undefined;
   const images = await engineImages(ctx);
   for (const [ref, id] of Object.entries(cur.images)) {
     if (images.get(canonical(ref)) !== id) {
@@ -371,6 +373,28 @@ async function quickRerun(
     waitTimeoutSec: o.waitTimeoutSec,
   });
   return { command: "install", ok: true, outcome: "unchanged", stack, urls: stack.urls };
+}
+
+/**
+ * The inputs that decide what an install writes, besides the bundle: recorded with each release
+ * so that a re-run with, say, another --models-dir is not taken for an unchanged one.
+ */
+export async function installInputs(o: InstallOptions): Promise<string> {
+  let manifest = "embedded";
+  if (o.manifestPath) {
+    manifest = sha256Hex(await Deno.readFile(o.manifestPath).catch(() => new Uint8Array()));
+  }
+  return JSON.stringify({
+    cortexDir: o.cortexDir,
+    composeFile: o.composeFile,
+    project: o.project,
+    modelsDir: o.modelsDir,
+    hfCacheDir: o.hfCacheDir,
+    profiles: o.profiles ?? null,
+    network: o.network ?? null,
+    skipModels: o.skipModels,
+    manifest,
+  });
 }
 
 function profilesFromJournal(j: Journal): string[] | undefined {
@@ -789,6 +813,7 @@ async function execute(
     profiles: p.profiles,
     readiness: p.readiness,
   };
+  const inputs = await installInputs(o);
   const thisRelease = (outcome: Release["outcome"]): Release => ({
     release: p.plan.bundle.release ?? "unknown",
     bundleDigest: p.digest,
@@ -800,6 +825,7 @@ async function execute(
     override: overridePath(o),
     outcome,
     stack: stackRecord,
+    inputs,
   });
   let stack: StackResult | undefined;
   if (!o.skipStart) {

@@ -342,6 +342,24 @@ Deno.test({
         await assertNoSecrets(s, r.stdout, r.stderr);
       });
 
+      await t.step("a re-run with another --models-dir is not a no-op", async () => {
+        const s = fresh;
+        const args = [...s.args];
+        const other = `${s.modelsDir}-moved`;
+        args[args.indexOf("--models-dir") + 1] = other;
+        const r = await runCli(["install", ...args, "--yes", "--json", "--skip-start"]);
+        assertEquals(r.code, 0, r.stderr);
+        const j = oneJson(r);
+        assertEquals(j.outcome, "installed");
+        assertEquals(j.models.models[0].verdict, "copied");
+        const backend = await Deno.readTextFile(join(s.cortexDir, BACKEND));
+        assertMatch(backend, new RegExp(`^CORTEX_MODELS_DIR=${other}$`, "m"));
+        // and back, so the steps below see the original install
+        const back = await runCli(["install", ...s.args, "--yes", "--json"]);
+        assertEquals(back.code, 0, back.stderr);
+        await Deno.remove(other, { recursive: true });
+      });
+
       await t.step(
         "an existing backend/.env (CRLF, export, comments) is kept byte for byte",
         async () => {
