@@ -20,6 +20,7 @@ import {
   DEFAULT_CORTEX_DIR,
   MODELS_DIR,
 } from "./layout.ts";
+import { exists } from "./fsutil.ts";
 
 /** Where `buildDemo` put things. */
 export interface DemoPaths {
@@ -205,15 +206,6 @@ const APPLETS = [
   "echo",
   "true",
 ];
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Makes sure a Docker engine answers. When `docker info` fails and we are root, starts dockerd

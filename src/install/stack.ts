@@ -20,6 +20,7 @@ import {
 } from "../docker.ts";
 import { InterruptedError, stackError, throwIfAborted } from "../errors.ts";
 import { DEFAULT_PROJECT, ROOT_ENV } from "../layout.ts";
+import { exists } from "../fsutil.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Compose arguments (pure)
@@ -421,15 +422,6 @@ interface Prepared {
   cli: ComposeCli;
   target: ComposeTarget;
   cleanup(): Promise<void>;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Detects compose, and for v1 writes copies of files that carry a top-level `name:`. */
