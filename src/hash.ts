@@ -79,8 +79,9 @@ export async function readChunks(
 }
 
 /**
- * SHA-256 of one file, streamed. `onBytes` gets the size of each chunk as it is hashed
- * (for progress); `signal` aborts between chunks with an InterruptedError.
+ * SHA-256 of one file, streamed; the read of the next chunk overlaps the hashing of this one.
+ * `onBytes` gets the size of each chunk as it is hashed (for progress); `signal` aborts between
+ * chunks with an InterruptedError. The one file-hashing routine of the project.
  */
 export async function hashFile(
   path: string,
@@ -89,16 +90,34 @@ export async function hashFile(
   chunkSize = CHUNK_SIZE,
 ): Promise<HashResult> {
   const h = createHash("sha256");
-  const size = await readChunks(
-    path,
-    (c) => {
-      h.update(c);
-      onBytes?.(c.length);
-    },
-    signal,
-    chunkSize,
-  );
+  const bufs = [new Uint8Array(chunkSize), new Uint8Array(chunkSize)];
+  using file = await Deno.open(path, { read: true });
+  let size = 0;
+  let i = 0;
+  let n = await readFull(file, bufs[0]);
+  while (n > 0) {
+    throwIfAborted(signal);
+    // The next read runs while this chunk is hashed; a failure there surfaces when awaited.
+    const next = n < chunkSize ? Promise.resolve(0) : readFull(file, bufs[1 - i]);
+    next.catch(() => {});
+    h.update(bufs[i].subarray(0, n));
+    size += n;
+    onBytes?.(n);
+    n = await next;
+    i = 1 - i;
+  }
   return { sha256: h.digest("hex"), size };
+}
+
+/** Reads until the buffer is full or EOF; returns the byte count (0 at EOF). */
+async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < buf.length) {
+    const r = await file.read(buf.subarray(filled));
+    if (r === null) break;
+    filled += r;
+  }
+  return filled;
 }
 
 export interface HashFilesOptions {

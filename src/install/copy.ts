@@ -6,6 +6,7 @@
  * write of the previous chunk and flushes to disk in the background (see there).
  */
 import { createHash } from "node:crypto";
+import { hashFile as hashFileOnce } from "../hash.ts";
 import { InterruptedError } from "../errors.ts";
 
 /** Chunk size for file reads: large chunks keep syscalls and hash-update overhead negligible. */
@@ -116,25 +117,10 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** Hashes a file in one streaming read. */
+/** Hashes a file in one streaming read (src/hash.ts), in this module's result shape. */
 export async function hashFile(path: string, opts: IoOptions = {}): Promise<HashResult> {
-  const size = opts.chunkSize ?? CHUNK_SIZE;
-  const hash = createHash("sha256");
-  const bufs = [new Uint8Array(size), new Uint8Array(size)];
-  using f = await Deno.open(path, { read: true });
-  let total = 0;
-  let i = 0;
-  let n = await readFull(f, bufs[0]);
-  while (n > 0) {
-    checkAbort(opts.signal);
-    const next = readFull(f, bufs[1 - i]);
-    hash.update(bufs[i].subarray(0, n));
-    total += n;
-    opts.onBytes?.(n);
-    n = await next;
-    i = 1 - i;
-  }
-  return { bytes: total, sha256: hash.digest("hex") };
+  const r = await hashFileOnce(path, opts.onBytes, opts.signal, opts.chunkSize);
+  return { bytes: r.size, sha256: r.sha256 };
 }
 
 /**
