@@ -1,5 +1,4 @@
 /** One handler per command: resolve inputs, call the steps, shape the report. */
-import type { Context } from "../context.ts";
 import { loadReleaseManifest } from "../bundle/release.ts";
 import { readBundle } from "../bundle/read.ts";
 import { verifyBundle } from "../steps/verify.ts";
@@ -100,5 +99,3 @@ export const COMMAND_HANDLERS: Record<string, CommandHandler> = {
   rollback: rollbackCommand,
   demo: demoCommand,
 };
-
-export type { Context };

@@ -277,6 +277,14 @@ export async function readCompose(
   file: string,
   opts: ReadComposeOptions = {},
 ): Promise<ComposeModel> {
+  const src = await readComposeSource(file);
+  return parseCompose(file, src.text, { ...opts, dotenvText: src.dotenvText });
+}
+
+/** The compose file's text and the root `.env` beside it (undefined when there is none). */
+export async function readComposeSource(
+  file: string,
+): Promise<{ text: string; dotenvText?: string }> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
@@ -294,7 +302,7 @@ export async function readCompose(
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  return parseCompose(file, text, { ...opts, dotenvText });
+  return { text, dotenvText };
 }
 
 /** An image that can satisfy a service: shipped in the bundle, or already in the engine. */

@@ -21,6 +21,7 @@ import {
 import { InterruptedError, stackError, throwIfAborted } from "../errors.ts";
 import { DEFAULT_PROJECT, ROOT_ENV } from "../layout.ts";
 import { exists } from "../fsutil.ts";
+import { isSecretKey } from "../state/redact.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Compose arguments (pure)
@@ -320,8 +321,6 @@ export async function checkReadiness(
 // Logs and secrets (pure)
 // ---------------------------------------------------------------------------------------------
 
-const SECRET_KEY = /(TOKEN|SECRET|PASSWORD|PASS|KEY|CREDENTIAL)/i;
-
 /**
  * Hides secrets in log text: values of `KEY=value` / `"key": "value"` / `key: value` pairs whose
  * key looks secret, passwords in URLs (`scheme://user:***@host`) and bearer/basic tokens.
@@ -331,7 +330,7 @@ export function redactSecrets(text: string): string {
     .replace(
       /\b([A-Za-z_][A-Za-z0-9_.-]*)(["']?)(\s*[=:]\s*)("[^"\n]*"|'[^'\n]*'|[^\s,;&"'}]+)/g,
       (m, key: string, q: string, sep: string, value: string) => {
-        if (!SECRET_KEY.test(key)) return m;
+        if (!isSecretKey(key)) return m;
         // `foo: bar` after a secret-looking English word is rare; "://" is a URL scheme, not a pair.
         if (value.startsWith("//")) return m;
         const quote = value.startsWith('"') ? '"' : value.startsWith("'") ? "'" : "";

@@ -27,8 +27,9 @@ import {
   type AvailableImage,
   canonicalRef,
   type ImagePlan,
+  parseCompose,
   planImages,
-  readCompose,
+  readComposeSource,
 } from "../install/compose.ts";
 import {
   applySettings,
@@ -367,7 +368,7 @@ async function quickRerun(
     cortexDir: o.cortexDir,
     files,
     project: o.project,
-    profiles: profilesFromJournal(journal) ?? o.profiles ?? [],
+    profiles: cur.stack?.profiles ?? o.profiles ?? [],
     compose,
     readiness: cur.stack?.readiness ?? release.readiness,
     waitTimeoutSec: o.waitTimeoutSec,
@@ -395,10 +396,6 @@ export async function installInputs(o: InstallOptions): Promise<string> {
     skipModels: o.skipModels,
     manifest,
   });
-}
-
-function profilesFromJournal(j: Journal): string[] | undefined {
-  return currentRelease(j)?.stack?.profiles;
 }
 
 function overridePath(o: { composeFile: string }): string {
@@ -555,28 +552,31 @@ async function prepare(
   for (const [ref, imageId] of present) available.push({ ref, imageId, origin: "present" });
 
   // Settings first (they decide the root .env that compose interpolates), then compose.
-  const readCompose0 = await readCompose(o.composeFile, { env: envRecord(ctx), profiles });
-  const servicesForSettings: Record<string, { image?: string }> = {};
-  const imagePlan0 = planImages(readCompose0, available, { composeMajor });
-  for (const n of imagePlan0.needs) servicesForSettings[n.service] = { image: n.ref };
-  const settingsPlan = await planSettings({
-    cortexDir: o.cortexDir,
-    network: doctor.network.mode,
-    release,
-    shippedImages: shippedRoles,
-    modelsDir: o.modelsDir,
-    hfCacheDir: o.hfCacheDir,
-    composeFile: o.composeFile,
-    services: servicesForSettings,
-  });
-  // Re-read compose with the root .env as it will be written (interpolated image refs may change).
+  const composeSrc = await readComposeSource(o.composeFile);
+  // The root .env we write can change image refs that compose interpolates, and the override
+  // pins what compose will run: plan the settings, read compose with the root .env as it will
+  // be, and plan the settings again if that changed any service's image (the root .env itself
+  // does not depend on the services, so this settles in one more round).
+  const parse = (dotenvText: string | undefined) =>
+    parseCompose(o.composeFile, composeSrc.text, { env: ctx.envAll(), profiles, dotenvText });
+  const settingsFor = (p: ImagePlan) =>
+    planSettings({
+      cortexDir: o.cortexDir,
+      network: doctor.network.mode,
+      release,
+      shippedImages: shippedRoles,
+      modelsDir: o.modelsDir,
+      hfCacheDir: o.hfCacheDir,
+      composeFile: o.composeFile,
+      services: Object.fromEntries(p.needs.map((n) => [n.service, { image: n.ref }])),
+    });
+  const imagePlan0 = planImages(parse(composeSrc.dotenvText), available, { composeMajor });
+  let settingsPlan = await settingsFor(imagePlan0);
   const rootAfter = settingsPlan.files.find((f) => f.kind === "root-env")?.after;
-  const model = await readCompose(o.composeFile, {
-    env: envRecord(ctx),
-    profiles,
-    ...(rootAfter !== undefined ? { dotenvText: rootAfter } : {}),
-  });
+  const model = parse(rootAfter ?? composeSrc.dotenvText);
   const imagePlan = planImages(model, available, { composeMajor });
+  const refs = (p: ImagePlan) => p.needs.map((n) => `${n.service}=${n.ref}`).sort().join(" ");
+  if (refs(imagePlan) !== refs(imagePlan0)) settingsPlan = await settingsFor(imagePlan);
   if (imagePlan.missing.length > 0) {
     const m = imagePlan.missing.map((x) => `service "${x.service}" needs "${x.ref}"`).join("; ");
     throw preflightError(
@@ -649,30 +649,6 @@ async function prepare(
     readiness,
     plan,
   };
-}
-
-function envRecord(ctx: Context): Record<string, string> {
-  // Compose reads the process environment first; steps never read Deno.env directly.
-  const out: Record<string, string> = {};
-  for (
-    const k of [
-      "VLLM_IMAGE",
-      "LLAMACPP_IMAGE",
-      "CORTEX_MODELS_DIR",
-      "HF_CACHE_DIR",
-      "CORTEX_EXPORT_DIR",
-      "CORTEX_POSTGRES_PORT",
-      "CORTEX_REDIS_PORT",
-      "PROM_PORT",
-      "FRONTEND_PORT",
-      "HOST_IP",
-      "CORTEX_GATEWAY_PORT",
-    ]
-  ) {
-    const v = ctx.env(k);
-    if (v !== undefined) out[k] = v;
-  }
-  return out;
 }
 
 /** The writes, in order. */

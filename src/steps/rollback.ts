@@ -9,7 +9,7 @@ import { dockerError, preflightError } from "../errors.ts";
 import { runDocker, tail } from "../docker.ts";
 import { writeFileAtomic } from "../install/atomic.ts";
 import { type Readiness, type StackResult, startStack } from "../install/stack.ts";
-import { type Journal, markRolledBack, type Release, writeJournal } from "../state/journal.ts";
+import { type Journal, markRolledBack, writeJournal } from "../state/journal.ts";
 import { sha256Hex } from "../hash.ts";
 
 export interface RollbackOptions {
@@ -99,5 +99,3 @@ export async function rollbackTo(
   await writeJournal(o.stateDir, journal);
   return { from: from.release, to: to.release, restored, retagged, stack };
 }
-
-export type { Release };

@@ -543,6 +543,29 @@ Deno.test({
         assertEquals(await listTree(s.modelsDir), []);
       });
 
+      await t.step(
+        "an image compose interpolates from a key we write: the shipped ref is pinned",
+        async () => {
+          const s = await makeSetup(b, {
+            compose: (c) =>
+              c + `\n  engine:\n    image: \${VLLM_IMAGE:-${b.ns}/vllm-openai:latest}\n` +
+              `    network_mode: host\n    command: ["sleep", "600"]\n`,
+          });
+          const root = await Deno.readTextFile(join(s.cortexDir, ".env"));
+          assert(!/^VLLM_IMAGE=/m.test(root), "the root .env does not set VLLM_IMAGE yet");
+          const r = await runCli(["install", ...s.args, "--yes", "--json", "--skip-start"]);
+          assertEquals(r.code, 0, r.stderr);
+          const o = parseYaml(await Deno.readTextFile(join(s.cortexDir, OVERRIDE)));
+          assertEquals(o.services.engine.image, `${b.ns}/vllm-openai:v0.6.3`);
+          const j = oneJson(r);
+          assertEquals(
+            j.retags.filter((x: { service: string }) => x.service === "engine"),
+            [],
+            "no retag to :latest",
+          );
+        },
+      );
+
       await t.step("a service that never gets healthy: exit 6 with its logs", async () => {
         const s = await makeSetup(b, {
           compose: (c) => {
