@@ -10,8 +10,7 @@ import type { CommandHandler } from "./run.ts";
 import { installCommand, planCommand } from "./install.ts";
 import { rollbackCommand, statusCommand } from "./state.ts";
 import { demoCommand } from "./demo.ts";
-
-const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+import { str } from "./flags.ts";
 
 const verifyCommand: CommandHandler = async (ctx, f) => {
   const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));

@@ -340,3 +340,6 @@ Run \`cortex-install <command> --help\` for its flags.
 ${EXIT_CODES_HELP}
 `;
 }
+
+/** A string flag's value, or undefined (boolean or absent). */
+export const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);

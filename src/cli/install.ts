@@ -11,9 +11,7 @@ import {
 } from "../steps/install.ts";
 import { absPath, locateBundle, locateComposeFile, locateCortexDir } from "./paths.ts";
 import type { CommandHandler, CommandOutcome } from "./run.ts";
-import type { Parsed } from "./flags.ts";
-
-const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+import { type Parsed, str } from "./flags.ts";
 
 /** Parses `--wait-timeout`: a positive whole number of seconds. */
 export function parseWaitTimeout(v: string | undefined): number {

@@ -13,8 +13,7 @@ import { rollbackTo } from "../steps/rollback.ts";
 import { absPath } from "./paths.ts";
 import { parseWaitTimeout } from "./install.ts";
 import type { CommandHandler } from "./run.ts";
-
-const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+import { str } from "./flags.ts";
 
 const canonical = canonicalRef;
 
