@@ -15,7 +15,7 @@ import {
 } from "./ports.ts";
 
 const fixture = (name: string) =>
-  Deno.readTextFileSync(new URL(`./testdata/cortex-v0.1.1-${name}`, import.meta.url));
+  Deno.readTextFileSync(new URL(`../../test/testdata/cortex-v0.1.1/${name}`, import.meta.url));
 
 Deno.test("interpolate() resolves compose variables", async (t) => {
   const env = (k: string) => ({ SET: "7", EMPTY: "" } as Record<string, string>)[k];

@@ -11,7 +11,7 @@ import {
 } from "./compose.ts";
 import { InstallError } from "../errors.ts";
 
-const FIX = new URL("../../../shared/fixtures/cortex-v0.1.1/", import.meta.url).pathname;
+const FIX = new URL("../../test/testdata/cortex-v0.1.1/", import.meta.url).pathname;
 const DEV = `${FIX}docker.compose.dev.yaml`;
 const PROD = `${FIX}docker.compose.prod.yaml`;
 

@@ -10,7 +10,7 @@ import {
   setEnvKeys,
 } from "./dotenv.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/cortex-v0.1.1/", import.meta.url);
+const FIXTURES = new URL("../../test/testdata/cortex-v0.1.1/", import.meta.url);
 const fixture = (p: string) => Deno.readTextFileSync(new URL(p, FIXTURES));
 
 const SYNTHETIC: Record<string, string> = {

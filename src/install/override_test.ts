@@ -3,7 +3,7 @@ import { parse as parseYaml } from "yaml";
 import { BACKEND_ENV_FILE, OVERRIDE_HEADER, renderOverride } from "./override.ts";
 import { COMPOSE_OVERRIDE } from "../layout.ts";
 
-const FIX = new URL("../../../shared/fixtures/cortex-v0.1.1/", import.meta.url).pathname;
+const FIX = new URL("../../test/testdata/cortex-v0.1.1/", import.meta.url).pathname;
 
 Deno.test("renderOverride() output", async (t) => {
   await t.step("exact text, sorted, header first", () => {

@@ -6,7 +6,7 @@ import { type ReleaseManifest, ReleaseManifestSchema } from "../bundle/release.t
 import { InstallError } from "../errors.ts";
 import { COMPOSE_OVERRIDE } from "../layout.ts";
 
-const FIX = new URL("../../../shared/fixtures/cortex-v0.1.1/", import.meta.url).pathname;
+const FIX = new URL("../../test/testdata/cortex-v0.1.1/", import.meta.url).pathname;
 const RELEASE: ReleaseManifest = ReleaseManifestSchema.parse(
   JSON.parse(Deno.readTextFileSync(new URL("../../assets/manifest.json", import.meta.url))),
 );

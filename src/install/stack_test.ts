@@ -111,7 +111,7 @@ Deno.test("upArgs() never builds and never pulls on v2", async (t) => {
 Deno.test("stripTopLevelName() removes only the top-level name for compose v1", async (t) => {
   await t.step("Cortex's real prod file", async () => {
     const text = await Deno.readTextFile(
-      new URL("../../../shared/fixtures/cortex-v0.1.1/docker.compose.prod.yaml", import.meta.url),
+      new URL("../../test/testdata/cortex-v0.1.1/docker.compose.prod.yaml", import.meta.url),
     ).catch(() => "name: cortex\nservices:\n  gateway:\n    image: g\n");
     const out = stripTopLevelName(text)!;
     assert(out !== undefined);
