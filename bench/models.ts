@@ -16,8 +16,8 @@
  */
 import { createHash } from "node:crypto";
 import { createContext } from "../src/context.ts";
-import { copyHashed, hashFile } from "../src/install/copy.ts";
-import { planModels, seedModels } from "../src/install/models.ts";
+import { copyHashed, hashFile } from "../src/copy.ts";
+import { planModels, seedModels } from "../src/host/models/plan.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const sweep = Deno.args.includes("--sweep");

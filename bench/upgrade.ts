@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { fileSha256, writeChecksums } from "../test/support/fixtures.ts";
 import { readBundle } from "../src/bundle/read.ts";
 import { loadReleaseManifest } from "../src/bundle/release.ts";
-import { loadImages } from "../src/steps/load.ts";
+import { loadImages } from "../src/images/load.ts";
 import { createContext } from "../src/context.ts";
 import { runCommand, runDocker } from "../src/docker.ts";
 import { hashFile } from "../src/hash.ts";

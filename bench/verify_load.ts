@@ -11,7 +11,7 @@ import { buildBundle } from "../test/support/fixtures.ts";
 import { hashFile } from "../src/hash.ts";
 import { readBundle } from "../src/bundle/read.ts";
 import { loadReleaseManifest } from "../src/bundle/release.ts";
-import { loadImages } from "../src/steps/load.ts";
+import { loadImages } from "../src/images/load.ts";
 import { createContext } from "../src/context.ts";
 import { runCommand, runDocker } from "../src/docker.ts";
 

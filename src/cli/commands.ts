@@ -1,8 +1,8 @@
 /** One handler per command: resolve inputs, call the steps, shape the report. */
 import { loadReleaseManifest } from "../bundle/release.ts";
 import { readBundle } from "../bundle/read.ts";
-import { verifyBundle } from "../steps/verify.ts";
-import { loadImages } from "../steps/load.ts";
+import { verifyBundle } from "../bundle/verify.ts";
+import { loadImages } from "../images/load.ts";
 import { runDoctor } from "../doctor/mod.ts";
 import { ExitCode } from "../errors.ts";
 import { absPath, locateBundle } from "./paths.ts";

@@ -3,7 +3,7 @@
  * directory and run the real `install` on it, end to end, against the real engine.
  */
 import { buildDemo, ensureEngine } from "../demo.ts";
-import { stopStack } from "../install/stack.ts";
+import { stopStack } from "../host/stack.ts";
 import { runInstall } from "../steps/install.ts";
 import { COMPOSE_OVERRIDE, COMPOSE_PROD } from "../layout.ts";
 import { ExitCode } from "../errors.ts";

@@ -6,8 +6,8 @@
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_PORTS } from "../layout.ts";
 import type { Check, Run } from "./types.ts";
-import { interpolate } from "../install/compose.ts";
-import { envRecord, parseEnv } from "../install/dotenv.ts";
+import { interpolate } from "../host/compose.ts";
+import { envRecord, parseEnv } from "../host/dotenv.ts";
 
 /** Cortex's gateway runs on the host network and listens on 8084 (not declared in compose). */
 export const GATEWAY_HOST_PORT = 8084;
@@ -30,7 +30,7 @@ export interface PortInfo extends PortWant {
 }
 
 /** Compose interpolation (the same code that reads compose files for install). */
-export { interpolate } from "../install/compose.ts";
+export { interpolate } from "../host/compose.ts";
 
 /**
  * Parses one compose `ports:` entry (short string/number syntax or long mapping syntax) into the

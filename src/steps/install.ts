@@ -30,29 +30,29 @@ import {
   parseCompose,
   planImages,
   readComposeSource,
-} from "../install/compose.ts";
+} from "../host/compose.ts";
 import {
   applySettings,
   planSettings,
   type SettingsPlan,
   type SettingsResult,
-} from "../install/settings.ts";
+} from "../host/settings.ts";
 import {
   cleanStaging,
   type ModelPlan,
   type ModelsResult,
   planModels,
   seedModels,
-} from "../install/models.ts";
-import { type Readiness, type StackResult, stackStatus, startStack } from "../install/stack.ts";
+} from "../host/models/plan.ts";
+import { type Readiness, type StackResult, stackStatus, startStack } from "../host/stack.ts";
 import {
   engineChains,
   layerSkipSupport,
   loadImages,
   type LoadReport,
   newLayerBytes,
-} from "./load.ts";
-import { assertVerified, verifyBundle, type VerifyReport } from "./verify.ts";
+} from "../images/load.ts";
+import { assertVerified, verifyBundle, type VerifyReport } from "../bundle/verify.ts";
 import {
   beginRun,
   currentRelease,
@@ -72,7 +72,7 @@ import { acquireLock, type StateLock } from "../state/lock.ts";
 import { appendAudit, currentUser, type Verdict } from "../state/audit.ts";
 import { CHECKSUMS_FILE, COMPOSE_OVERRIDE } from "../layout.ts";
 import { sha256Hex } from "../hash.ts";
-import { rollbackTo } from "./rollback.ts";
+import { rollbackTo } from "../host/rollback.ts";
 
 export interface InstallOptions {
   bundleDir: string;

@@ -15,7 +15,7 @@ import {
   SECRET,
   serviceContainer,
 } from "../support/release_fixture.ts";
-import { classicImageStore } from "../../src/steps/load.ts";
+import { classicImageStore } from "../../src/images/load.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

@@ -18,7 +18,7 @@ import {
 } from "../bundle/layerskip.ts";
 import { normalizeRef } from "../bundle/release.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
-import { RECOPY_HINT } from "./verify.ts";
+import { RECOPY_HINT } from "../bundle/verify.ts";
 
 /**
  * Reads and pipe writes of 1 MiB: into `docker load`'s stdin, measured here 1.11x the time of

@@ -6,8 +6,8 @@
  * write of the previous chunk and flushes to disk in the background (see there).
  */
 import { createHash } from "node:crypto";
-import { hashFile as hashFileOnce } from "../hash.ts";
-import { InterruptedError } from "../errors.ts";
+import { hashFile as hashFileOnce } from "./hash.ts";
+import { InterruptedError } from "./errors.ts";
 
 /** Chunk size for file reads: large chunks keep syscalls and hash-update overhead negligible. */
 export const CHUNK_SIZE = 8 * 1024 * 1024;

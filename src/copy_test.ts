@@ -1,6 +1,6 @@
-import { assert, assertEquals, assertRejects } from "../../test/support/assert.ts";
+import { assert, assertEquals, assertRejects } from "../test/support/assert.ts";
 import { createHash } from "node:crypto";
-import { InterruptedError } from "../errors.ts";
+import { InterruptedError } from "./errors.ts";
 import { copyHashed, hashFile, writeStreamHashed } from "./copy.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");

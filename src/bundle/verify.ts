@@ -6,7 +6,7 @@
 import type { Context } from "../context.ts";
 import { integrityError } from "../errors.ts";
 import { hashFiles, type HashResult, shortDigest } from "../hash.ts";
-import type { Bundle, BundleFile, ExpectedSource } from "../bundle/types.ts";
+import type { Bundle, BundleFile, ExpectedSource } from "./types.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
 
 export type FileVerdict = "ok" | "mismatch" | "missing" | "unlisted" | "skipped";

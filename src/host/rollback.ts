@@ -7,8 +7,8 @@
 import type { Context } from "../context.ts";
 import { dockerError, preflightError } from "../errors.ts";
 import { runDocker, tail } from "../docker.ts";
-import { writeFileAtomic } from "../install/atomic.ts";
-import { type Readiness, type StackResult, startStack } from "../install/stack.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { type Readiness, type StackResult, startStack } from "./stack.ts";
 import { type Journal, markRolledBack, writeJournal } from "../state/journal.ts";
 import { sha256Hex } from "../hash.ts";
 

@@ -2,7 +2,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../../test/supp
 import { createContext } from "../context.ts";
 import { ExitCode, InstallError } from "../errors.ts";
 import { sha256Hex } from "../hash.ts";
-import type { Bundle, BundleFile } from "../bundle/types.ts";
+import type { Bundle, BundleFile } from "./types.ts";
 import { assertVerified, judgeFile, verifyBundle } from "./verify.ts";
 
 const HA = sha256Hex("alpha");

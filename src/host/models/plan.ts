@@ -14,11 +14,11 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { createHash } from "node:crypto";
 // @deno-types="npm:@types/tar-stream@3.1.5"
 import tar from "tar-stream";
-import type { Context } from "../context.ts";
-import type { ModelSource } from "../bundle/types.ts";
-import { ExitCode, InstallError, InterruptedError, throwIfAborted } from "../errors.ts";
-import { STAGING_PREFIX } from "../layout.ts";
-import { copyHashed, fsyncDir, hashFile, writeStreamHashed } from "./copy.ts";
+import type { Context } from "../../context.ts";
+import type { ModelSource } from "../../bundle/types.ts";
+import { ExitCode, InstallError, InterruptedError, throwIfAborted } from "../../errors.ts";
+import { STAGING_PREFIX } from "../../layout.ts";
+import { copyHashed, fsyncDir, hashFile, writeStreamHashed } from "../../copy.ts";
 import {
   hasSymlinkAncestor,
   joinRel,
@@ -27,7 +27,7 @@ import {
   resolveInRoot,
   stripRoot,
   symlinkStaysInside,
-} from "./safepath.ts";
+} from "../safepath.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Types

@@ -1,9 +1,9 @@
-import { assert, assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
-import { buildTar, gzip, sha256, type TarSpecEntry } from "../../test/support/tarbuild.ts";
-import { type Context, createContext } from "../context.ts";
-import { InstallError, InterruptedError } from "../errors.ts";
-import type { ModelSource } from "../bundle/types.ts";
-import { STAGING_PREFIX } from "../layout.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../../test/support/assert.ts";
+import { buildTar, gzip, sha256, type TarSpecEntry } from "../../../test/support/tarbuild.ts";
+import { type Context, createContext } from "../../context.ts";
+import { InstallError, InterruptedError } from "../../errors.ts";
+import type { ModelSource } from "../../bundle/types.ts";
+import { STAGING_PREFIX } from "../../layout.ts";
 import {
   checkCompleteness,
   cleanStaging,
@@ -11,8 +11,8 @@ import {
   seedModels,
   treeDigest,
   type VerifiedModel,
-} from "./models.ts";
-import { emptyJournal, markVerified, verifiedSha256 } from "../state/journal.ts";
+} from "./plan.ts";
+import { emptyJournal, markVerified, verifiedSha256 } from "../../state/journal.ts";
 
 const quiet = { write: () => {}, isTTY: false };
 
@@ -442,7 +442,7 @@ Deno.test("archives: models.tar.gz, model-<id>-files.tar.gz and hf-cache.tar.gz 
     );
 
     await t.step("a base-256 size header is read", async () => {
-      const { buildHeader } = await import("../../test/support/tarbuild.ts");
+      const { buildHeader } = await import("../../../test/support/tarbuild.ts");
       const data = new TextEncoder().encode("base256!");
       const tarBytes = new Uint8Array(512 * 4);
       tarBytes.set(buildHeader({ name: "c/w.gguf", size: data.length, base256: true, gnu: true }));
