@@ -16,8 +16,10 @@
  */
 import { createHash } from "node:crypto";
 import { createContext } from "../src/context.ts";
-import { copyHashed, hashFile } from "../src/copy.ts";
-import { planModels, seedModels } from "../src/host/models/plan.ts";
+import { copyHashed } from "../src/copy.ts";
+import { hashFile } from "../src/hash.ts";
+import { planModels } from "../src/host/models/plan.ts";
+import { seedModels } from "../src/host/models/copy.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const sweep = Deno.args.includes("--sweep");

@@ -1,16 +1,14 @@
 /**
  * Single-pass file I/O for model seeding: every byte is read once, hashed (node:crypto SHA-256)
- * and written in the same pass, and files are fsynced before they count as written.
+ * and written in the same pass, and files are fsynced before they count as written. Reads use
+ * the one chunk size and result shape of src/hash.ts.
  *
- * hashFile overlaps the next read with hashing the current chunk; copyHashed also overlaps the
- * write of the previous chunk and flushes to disk in the background (see there).
+ * copyHashed overlaps the read of the next chunk and the write of the previous one with hashing
+ * the current chunk, and flushes to disk in the background (see there).
  */
 import { createHash } from "node:crypto";
-import { hashFile as hashFileOnce } from "./hash.ts";
-import { InterruptedError } from "./errors.ts";
-
-/** Chunk size for file reads: large chunks keep syscalls and hash-update overhead negligible. */
-export const CHUNK_SIZE = 8 * 1024 * 1024;
+import { CHUNK_SIZE, type HashResult, readFull } from "./hash.ts";
+import { throwIfAborted } from "./errors.ts";
 
 /** copyHashed starts a background fdatasync after this many bytes written since the last one. */
 export const FLUSH_EVERY = 64 * 1024 * 1024;
@@ -22,35 +20,14 @@ export interface IoOptions {
   chunkSize?: number;
 }
 
-export interface HashResult {
-  bytes: number;
-  /** Lower-case hex SHA-256. */
-  sha256: string;
-}
-
-function checkAbort(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new InterruptedError();
-}
-
 async function writeAll(f: Deno.FsFile, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await f.write(data.subarray(off));
 }
 
-/** Reads until the buffer is full or EOF; returns the byte count (0 at EOF). */
-async function readFull(f: Deno.FsFile, buf: Uint8Array): Promise<number> {
-  let n = 0;
-  while (n < buf.length) {
-    const r = await f.read(buf.subarray(n));
-    if (r === null) break;
-    n += r;
-  }
-  return n;
-}
-
 /**
  * Copies `src` to `dst` (created exclusively; never overwrites), hashing in the same pass,
- * then fsyncs `dst`. Returns the byte count and SHA-256 of what was written.
+ * then fsyncs `dst`. Returns the SHA-256 and size of what was written.
  *
  * A three-buffer pipeline: while this thread hashes chunk N, Deno's I/O threads read chunk N+1
  * and write chunk N-1, so hashing (the one part that cannot be split: SHA-256 is sequential)
@@ -82,7 +59,7 @@ export async function copyHashed(
     for (let i = 0;; i++) {
       const n = await reading;
       if (n === 0) break;
-      checkAbort(opts.signal);
+      throwIfAborted(opts.signal);
       const cur = bufs[i % 3].subarray(0, n);
       // bufs[(i + 1) % 3] held chunk i - 2, whose write ended before chunk i - 1's began.
       reading = n < size ? Promise.resolve(0) : handled(readFull(inF, bufs[(i + 1) % 3]));
@@ -105,7 +82,7 @@ export async function copyHashed(
     throw e;
   }
   await outF.syncData();
-  return { bytes: total, sha256: hash.digest("hex") };
+  return { sha256: hash.digest("hex"), size: total };
 }
 
 /**
@@ -117,15 +94,9 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/** Hashes a file in one streaming read (src/hash.ts), in this module's result shape. */
-export async function hashFile(path: string, opts: IoOptions = {}): Promise<HashResult> {
-  const r = await hashFileOnce(path, opts.onBytes, opts.signal, opts.chunkSize);
-  return { bytes: r.size, sha256: r.sha256 };
-}
-
 /**
  * Writes a stream of chunks (e.g. one tar entry) to `dst` (created exclusively), hashing in the
- * same pass, coalescing small chunks into large writes, then fsyncs. Returns bytes and SHA-256.
+ * same pass, coalescing small chunks into large writes, then fsyncs. Returns the SHA-256 and size.
  */
 export async function writeStreamHashed(
   chunks: AsyncIterable<Uint8Array>,
@@ -146,7 +117,7 @@ export async function writeStreamHashed(
     await writeAll(outF, buf);
   };
   for await (const chunk of chunks) {
-    checkAbort(opts.signal);
+    throwIfAborted(opts.signal);
     hash.update(chunk);
     total += chunk.length;
     // The producer may reuse its buffer: keep a copy only when coalescing.
@@ -156,7 +127,7 @@ export async function writeStreamHashed(
   }
   await flush();
   await outF.syncData();
-  return { bytes: total, sha256: hash.digest("hex") };
+  return { sha256: hash.digest("hex"), size: total };
 }
 
 function concat(parts: Uint8Array[], n: number): Uint8Array {
@@ -167,10 +138,4 @@ function concat(parts: Uint8Array[], n: number): Uint8Array {
     off += p.length;
   }
   return out;
-}
-
-/** fsyncs a directory so that renames and new entries in it survive a crash. */
-export async function fsyncDir(path: string): Promise<void> {
-  using d = await Deno.open(path, { read: true });
-  await d.sync();
 }

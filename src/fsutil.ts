@@ -9,3 +9,9 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** fsyncs a directory so that renames and new entries in it survive a crash. */
+export async function fsyncDir(path: string): Promise<void> {
+  using d = await Deno.open(path, { read: true });
+  await d.sync();
+}

@@ -7,8 +7,10 @@ import { createHash } from "node:crypto";
 import { throwIfAborted } from "./errors.ts";
 
 /**
- * Read size. Measured with bench/verify_load.ts on a 1 GiB file: 1-4 MiB are equally fast and
- * smaller chunks cost syscalls; 4 MiB also keeps `docker load`'s pipe full.
+ * The read size of every file hashed or copied (hashFile, hashFiles, copyHashed). Measured with
+ * bench/verify_load.ts and bench/models.ts on 1 GiB files: 1-8 MiB are equally fast within this
+ * machine's noise and smaller chunks cost syscalls. (Writes into `docker load`'s pipe use their
+ * own measured size: src/images/load.ts.)
  */
 export const CHUNK_SIZE = 4 * 1024 * 1024;
 
@@ -63,12 +65,7 @@ export async function readChunks(
   while (true) {
     throwIfAborted(signal);
     // Fill the buffer as far as the file allows: short reads would shrink every hash update.
-    let filled = 0;
-    while (filled < buf.length) {
-      const n = await file.read(buf.subarray(filled));
-      if (n === null) break;
-      filled += n;
-    }
+    const filled = await readFull(file, buf);
     if (filled === 0) break;
     total += filled;
     const r = onChunk(buf.subarray(0, filled));
@@ -110,7 +107,7 @@ export async function hashFile(
 }
 
 /** Reads until the buffer is full or EOF; returns the byte count (0 at EOF). */
-async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
+export async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
   let filled = 0;
   while (filled < buf.length) {
     const r = await file.read(buf.subarray(filled));

@@ -37,13 +37,9 @@ import {
   type SettingsPlan,
   type SettingsResult,
 } from "../host/settings.ts";
-import {
-  cleanStaging,
-  type ModelPlan,
-  type ModelsResult,
-  planModels,
-  seedModels,
-} from "../host/models/plan.ts";
+import { type ModelPlan, planModels } from "../host/models/plan.ts";
+import { type ModelsResult, seedModels } from "../host/models/copy.ts";
+import { cleanStaging } from "../host/models/staging.ts";
 import { type Readiness, type StackResult, stackStatus, startStack } from "../host/stack.ts";
 import {
   engineChains,

@@ -4,14 +4,10 @@ import { type Context, createContext } from "../../context.ts";
 import { InstallError, InterruptedError } from "../../errors.ts";
 import type { ModelSource } from "../../bundle/types.ts";
 import { STAGING_PREFIX } from "../../layout.ts";
-import {
-  checkCompleteness,
-  cleanStaging,
-  planModels,
-  seedModels,
-  treeDigest,
-  type VerifiedModel,
-} from "./plan.ts";
+import { checkCompleteness, planModels } from "./plan.ts";
+import { seedModels, type VerifiedModel } from "./copy.ts";
+import { cleanStaging } from "./staging.ts";
+import { treeDigest } from "./tree.ts";
 import { emptyJournal, markVerified, verifiedSha256 } from "../../state/journal.ts";
 
 const quiet = { write: () => {}, isTTY: false };
