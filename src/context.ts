@@ -1,9 +1,12 @@
 /**
  * The run context: everything a step needs from the outside world comes in here, so a unit
- * test can swap it. Only the CLI layer (main.ts / src/cli.ts) builds a real one.
+ * test can swap it: the Docker seam (every docker and compose call), the clock and sleeps, the
+ * environment, the doctor's probes. Only the CLI layer (src/cli/run.ts) builds a real one.
  */
 import { Progress, type ProgressSink } from "./progress.ts";
-import type { DockerOptions } from "./docker.ts";
+import { type DockerRunner, processDocker } from "./docker.ts";
+import { InterruptedError } from "./errors.ts";
+import type { DoctorDeps } from "./doctor/mod.ts";
 
 export interface Logger {
   /** A normal line for people (stderr). */
@@ -16,14 +19,24 @@ export interface Logger {
 export interface Context {
   log: Logger;
   progress: Progress;
-  /** Options for every docker call (binary, abort signal). */
-  docker: DockerOptions;
+  /** Every docker, `docker compose` and `docker-compose` call goes through it (the seam). */
+  docker: DockerRunner;
   signal: AbortSignal;
   /** Environment lookup (never read Deno.env directly in steps). */
   env(key: string): string | undefined;
   /** The whole environment (compose interpolates from it). */
   envAll(): Record<string, string>;
   now(): Date;
+  /**
+   * Waits `ms` (polls, retries); rejects with InterruptedError at once when `signal` aborts.
+   * Tests give one that returns at once and advances their clock.
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Replacements for the doctor's probes of the host (subprocesses such as df, nvidia-smi and ip,
+   * network probes, port binds), so that an install runs in a unit test with no GPU or network.
+   */
+  doctorDeps?: Partial<DoctorDeps>;
   /** Working directory and the directory of the executable (or main.ts when run from source). */
   cwd: string;
   execDir: string;
@@ -41,6 +54,10 @@ export interface ContextOptions {
   env?: Record<string, string>;
   execDir?: string;
   cwd?: string;
+  docker?: DockerRunner;
+  now?: () => Date;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  doctorDeps?: Partial<DoctorDeps>;
 }
 
 /** The sink for stderr; TTY redraws only when stderr is a terminal and NO_COLOR is unset. */
@@ -71,11 +88,13 @@ export function createContext(o: ContextOptions = {}): Context {
       debug: o.verbose ? line("debug: ") : () => {},
     },
     progress,
-    docker: { signal },
+    docker: o.docker ?? processDocker({ signal }),
     signal,
     env: (k) => env ? env[k] : Deno.env.get(k),
     envAll: () => env ? { ...env } : Deno.env.toObject(),
-    now: () => new Date(),
+    now: o.now ?? (() => new Date()),
+    sleep: o.sleep ?? sleep,
+    doctorDeps: o.doctorDeps,
     cwd: o.cwd ?? Deno.cwd(),
     execDir: o.execDir ?? execDir(),
     interactive: o.interactive ?? Deno.stdin.isTerminal(),
@@ -94,4 +113,20 @@ export function execDir(): string {
     return new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   }
   return exe.slice(0, exe.lastIndexOf("/")) || "/";
+}
+
+/** Sleeps `ms`, rejecting with InterruptedError at once when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((res, rej) => {
+    if (signal?.aborted) return rej(new InterruptedError());
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      res();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      rej(new InterruptedError());
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

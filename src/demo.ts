@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import type { Context } from "./context.ts";
-import { inspectImages, removeImages, runCommand, runDocker, tail } from "./docker.ts";
+import { inspectImages, removeImages, runCommand, tail } from "./docker.ts";
 import { dockerError, preflightError, throwIfAborted } from "./errors.ts";
 import { hashFile } from "./hash.ts";
 import {
@@ -213,7 +213,7 @@ const APPLETS = [
  * throws a Docker error (exit 5) with the fix.
  */
 export async function ensureEngine(ctx: Context, waitMs = 20_000): Promise<void> {
-  const info = () => runDocker(["info", "--format", "{{.ServerVersion}}"], ctx.docker);
+  const info = () => ctx.docker.run(["info", "--format", "{{.ServerVersion}}"]);
   let r = await info();
   if (r.code === 0) return;
   if (r.code === 127) {
@@ -355,7 +355,7 @@ async function buildBundle(ctx: Context, bundleDir: string, ns: string): Promise
   const staging = `${bundleDir}.building-${crypto.randomUUID().slice(0, 8)}`;
   await Deno.mkdir(staging, { recursive: true });
   const refs = DEMO_IMAGES.map((i) => demoRef(i, ns));
-  const before = await inspectImages(refs, ctx.docker);
+  const before = await inspectImages(ctx.docker, refs);
   const imported: string[] = [];
   const root = await Deno.makeTempDir({ prefix: "cortex-demo-rootfs-" });
   try {
@@ -371,7 +371,7 @@ async function buildBundle(ctx: Context, bundleDir: string, ns: string): Promise
         ctx.log.debug(`demo: "${ref}" is already in the engine; saving it as it is`);
       }
       const out = join(staging, img.file);
-      const r = await runDocker(["save", "-o", out, ref], ctx.docker);
+      const r = await ctx.docker.run(["save", "-o", out, ref]);
       if (r.code !== 0) {
         throw dockerError("bundle", `Cannot save demo image "${ref}"`, undefined, tail(r.stderr));
       }
@@ -405,7 +405,7 @@ async function buildBundle(ctx: Context, bundleDir: string, ns: string): Promise
     await Deno.remove(root, { recursive: true }).catch(() => {});
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     // Only what this build imported: an image that was there before stays.
-    const failed = await removeImages(imported, ctx.docker);
+    const failed = await removeImages(ctx.docker, imported);
     if (failed.length > 0) ctx.log.warn(`Could not remove demo images: ${failed.join(", ")}`);
   }
 }
@@ -428,7 +428,7 @@ async function importImage(ctx: Context, root: string, ref: string, img: DemoIma
     stdout: "piped",
     stderr: "null",
   }).spawn();
-  const r = await runDocker(
+  const r = await ctx.docker.run(
     [
       "import",
       "--change",
@@ -440,7 +440,7 @@ async function importImage(ctx: Context, root: string, ref: string, img: DemoIma
       "-",
       ref,
     ],
-    { ...ctx.docker, stdin: tar.stdout },
+    { stdin: tar.stdout },
   );
   const t = await tar.status;
   if (r.code !== 0 || t.code !== 0) {

@@ -10,7 +10,7 @@ import {
   renderChecksums,
   tinySafetensors,
 } from "./demo.ts";
-import { inspectImages, runCommand, runDocker } from "./docker.ts";
+import { inspectImages, processDocker, runCommand, runDocker } from "./docker.ts";
 
 Deno.test("demoScriptManifest() has Cortex's script shape", () => {
   // deno-lint-ignore no-explicit-any
@@ -90,7 +90,7 @@ Deno.test({
             ]);
             assertEquals(JSON.parse(x.stdout)[0].RepoTags, [demoRef(img, ns)]);
           }
-          assertEquals((await inspectImages(refs)).size, 0);
+          assertEquals((await inspectImages(processDocker(), refs)).size, 0);
         },
       );
       await t.step("Cortex dir, release manifest and target dirs are in place", async () => {
@@ -122,10 +122,10 @@ Deno.test({
           join(r.bundleDir, pg.file),
         ]);
         assertEquals(load.code, 0, load.stderr);
-        const id = (await inspectImages([ref])).get(ref)!.id;
+        const id = (await inspectImages(processDocker(), [ref])).get(ref)!.id;
         await buildDemo(ctx, dir, { namespace: ns, force: true });
-        assertEquals((await inspectImages([ref])).get(ref)?.id, id);
-        assertEquals((await inspectImages(refs)).size, 1);
+        assertEquals((await inspectImages(processDocker(), [ref])).get(ref)?.id, id);
+        assertEquals((await inspectImages(processDocker(), refs)).size, 1);
       });
     } finally {
       for (const ref of refs) await runDocker(["rmi", ref]);

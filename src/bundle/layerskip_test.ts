@@ -7,7 +7,7 @@ import {
   skipLayersTransform,
   type SkipStats,
 } from "./layerskip.ts";
-import { inspectImages, runCommand, runDocker } from "../docker.ts";
+import { inspectImages, processDocker, runCommand, runDocker } from "../docker.ts";
 
 const enc = new TextEncoder();
 
@@ -392,7 +392,7 @@ Deno.test({
       assertEquals(saved.diffIds.length, 2);
       assertEquals(await sh(["docker", "image", "inspect", "-f", "{{.Id}}", b]), saved.id);
       await sh(["docker", "rmi", b]);
-      const aInfo = (await inspectImages([a])).get(a)!;
+      const aInfo = (await inspectImages(processDocker(), [a])).get(a)!;
       const blank = layersToBlank(saved, presentChains([aInfo.layers]));
       assertEquals([...blank], [saved.layerPaths[0]]);
 
@@ -408,7 +408,7 @@ Deno.test({
       await sh(["docker", "rmi", b, a]);
       const again = await loadBlanked(`${dir}/b.tar`, blank);
       assertNotEquals(again.r.code, 0);
-      assertEquals((await inspectImages([b])).size, 0);
+      assertEquals((await inspectImages(processDocker(), [b])).size, 0);
     } finally {
       await runDocker(["rmi", b, a]);
       await Deno.remove(dir, { recursive: true });
@@ -425,7 +425,7 @@ Deno.test({
     try {
       await sh(["docker", "save", "-o", `${dir}/b.tar`, b]);
       const saved = await readSaved(`${dir}/b.tar`);
-      const aInfo = (await inspectImages([a])).get(a)!;
+      const aInfo = (await inspectImages(processDocker(), [a])).get(a)!;
       const blank = layersToBlank(saved, presentChains([aInfo.layers]));
       const time = async (f: () => Promise<unknown>) => {
         await sh(["docker", "rmi", b]);

@@ -11,7 +11,6 @@ import {
   type ImageInfo,
   inspectImages,
   runCommand,
-  runDocker,
   type RunResult,
 } from "../docker.ts";
 import { throwIfAborted } from "../errors.ts";
@@ -124,8 +123,8 @@ export interface DoctorDeps {
 }
 
 /**
- * A `Run` over the real process: `docker` goes through runDocker (the context's binary and
- * options), anything else through runCommand; `timeoutMs` kills a hung command (code 124).
+ * A `Run` over the real process: `docker` goes through the context's Docker seam, anything else
+ * (df, nvidia-smi, ip) through runCommand; `timeoutMs` kills a hung command (code 124).
  */
 export function contextRun(ctx: Context): Run {
   return async (cmd, args, o) => {
@@ -134,7 +133,7 @@ export function contextRun(ctx: Context): Run {
       : ctx.signal;
     try {
       const r: RunResult = cmd === "docker"
-        ? await runDocker(args, { ...ctx.docker, signal })
+        ? await ctx.docker.run(args, { signal })
         : await runCommand(cmd, args, { signal });
       if (signal.aborted && !ctx.signal.aborted) {
         return {
@@ -164,7 +163,7 @@ export function realDeps(ctx: Context): DoctorDeps {
   return {
     run,
     compose: () => detectCompose(ctx.docker),
-    inspect: (refs) => inspectImages(refs, ctx.docker),
+    inspect: (refs) => inspectImages(ctx.docker, refs),
     readTarIndex,
     probes: realProbes(run),
     stat: statDev,
@@ -313,7 +312,7 @@ export async function runDoctor(
   opts: DoctorOptions,
   deps: Partial<DoctorDeps> = {},
 ): Promise<DoctorReport> {
-  const d: DoctorDeps = { ...realDeps(ctx), ...deps };
+  const d: DoctorDeps = { ...realDeps(ctx), ...ctx.doctorDeps, ...deps };
   const project = opts.composeProject ?? DEFAULT_PROJECT;
   const docker: DockerFacts = await dockerFacts(d.run, d.compose, d.uid());
   throwIfAborted(ctx.signal);

@@ -6,7 +6,7 @@
  */
 import type { Context } from "../context.ts";
 import { dockerError, preflightError } from "../errors.ts";
-import { runDocker, tail } from "../docker.ts";
+import { tail } from "../docker.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { type Readiness, type StackResult, startStack } from "./stack.ts";
 import { type Journal, markRolledBack, writeJournal } from "../state/journal.ts";
@@ -71,7 +71,7 @@ export async function rollbackTo(
   // 2. Images: re-tag every recorded ref to the image ID it had.
   const retagged: RollbackResult["retagged"] = [];
   for (const [ref, id] of Object.entries(to.images)) {
-    const r = await runDocker(["tag", id, ref], ctx.docker);
+    const r = await ctx.docker.run(["tag", id, ref]);
     if (r.code !== 0) {
       throw dockerError(
         "rollback",

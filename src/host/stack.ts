@@ -9,16 +9,8 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml, parseDocument } from "yaml";
 import type { Context } from "../context.ts";
-import {
-  type ComposeCli,
-  detectCompose,
-  inspectImages,
-  runCommand,
-  runDocker,
-  type RunResult,
-  tail,
-} from "../docker.ts";
-import { InterruptedError, stackError, throwIfAborted } from "../errors.ts";
+import { type ComposeCli, detectCompose, inspectImages, type RunResult, tail } from "../docker.ts";
+import { stackError, throwIfAborted } from "../errors.ts";
 import { DEFAULT_PROJECT, ROOT_ENV } from "../layout.ts";
 import { exists } from "../fsutil.ts";
 import { isSecretKey } from "../state/redact.ts";
@@ -468,10 +460,10 @@ async function prepare(ctx: Context, opts: StackOptions): Promise<Prepared> {
 async function runCompose(ctx: Context, p: Prepared, sub: string[]): Promise<RunResult> {
   const inv = composeArgs(p.cli, p.target);
   ctx.log.debug(`${inv.cmd} ${[...inv.args, ...sub].join(" ")}`);
-  return await runCommand(inv.cmd, [...inv.args, ...sub], {
-    env: { ...ctx.docker.env, ...inv.env },
+  return await ctx.docker.run([...inv.args, ...sub], {
+    cli: inv.cmd === "docker-compose" ? "docker-compose" : "docker",
+    env: inv.env,
     cwd: inv.cwd,
-    signal: ctx.signal,
   });
 }
 
@@ -498,7 +490,7 @@ async function resolveServices(ctx: Context, p: Prepared): Promise<ServiceConfig
 /** Fails before `up` when an image a started service runs is not in the engine (no pulls). */
 async function checkImages(ctx: Context, services: ServiceConfig[]): Promise<void> {
   const refs = [...new Set(services.flatMap((s) => s.image ? [s.image] : []))];
-  const found = await inspectImages(refs, ctx.docker);
+  const found = await inspectImages(ctx.docker, refs);
   const missing = services.filter((s) => s.image && !found.has(s.image));
   if (missing.length > 0) {
     const list = missing.map((s) => `"${s.image}" (service ${s.name})`).join(", ");
@@ -512,9 +504,8 @@ async function checkImages(ctx: Context, services: ServiceConfig[]): Promise<voi
 
 /** Lists the project's containers with `docker ps -a` + `docker inspect`. */
 export async function listContainers(ctx: Context, project: string): Promise<ContainerState[]> {
-  const ps = await runDocker(
+  const ps = await ctx.docker.run(
     ["ps", "-a", "-q", "--no-trunc", "--filter", `label=com.docker.compose.project=${project}`],
-    ctx.docker,
   );
   if (ps.code !== 0) {
     throw stackError(
@@ -526,7 +517,7 @@ export async function listContainers(ctx: Context, project: string): Promise<Con
   const ids = ps.stdout.split(/\s+/).filter(Boolean);
   if (ids.length === 0) return [];
   // A container removed between ps and inspect makes inspect exit 1; the others are still printed.
-  const r = await runDocker(["inspect", ...ids], ctx.docker);
+  const r = await ctx.docker.run(["inspect", ...ids]);
   let json: unknown = [];
   try {
     json = JSON.parse(r.stdout || "[]");
@@ -538,7 +529,7 @@ export async function listContainers(ctx: Context, project: string): Promise<Con
 
 /** The last `n` log lines of a container, stdout and stderr in time order, secrets redacted. */
 export async function containerLogs(ctx: Context, container: string, n = 30): Promise<string> {
-  const r = await runDocker(["logs", "--tail", String(n), "--timestamps", container], ctx.docker);
+  const r = await ctx.docker.run(["logs", "--tail", String(n), "--timestamps", container]);
   if (r.code !== 0) return `(no logs: ${tail(r.stderr, 2)})`;
   return redactSecrets(mergeLogs(r.stdout, r.stderr, n));
 }
@@ -552,22 +543,6 @@ function toStatus(c: ContainerState): ServiceStatus {
     restartCount: c.restartCount,
     exitCode: c.exitCode,
   };
-}
-
-/** Sleeps `ms`, throwing InterruptedError at once when the signal aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((res, rej) => {
-    if (signal.aborted) return rej(new InterruptedError());
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      res();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      rej(new InterruptedError());
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 async function failWithLogs(
@@ -597,7 +572,7 @@ export async function waitForStack(
   opts: Pick<StackOptions, "readiness" | "waitTimeoutSec" | "stableMs" | "requestTimeoutMs">,
   baseline?: Record<string, number>,
 ): Promise<{ containers: ContainerState[]; readiness: ReadinessResult[]; waitedMs: number }> {
-  const start = Date.now();
+  const start = ctx.now().getTime();
   const timeoutMs = (opts.waitTimeoutSec ?? 300) * 1000;
   const deadline = start + timeoutMs;
   const checks = (opts.readiness ?? []).filter((r) => services.includes(r.service));
@@ -612,7 +587,7 @@ export async function waitForStack(
     throwIfAborted(ctx.signal);
     containers = await listContainers(ctx, project);
     last = decideHealth(services, containers, {
-      now: Date.now(),
+      now: ctx.now().getTime(),
       stableMs: opts.stableMs ?? 3000,
       baseline,
     });
@@ -629,7 +604,7 @@ export async function waitForStack(
         checks.map((r) => checkReadiness(r, ctx.signal, opts.requestTimeoutMs ?? 3000)),
       );
       if (results.every((r) => r.ok)) {
-        return { containers, readiness: results, waitedMs: Date.now() - start };
+        return { containers, readiness: results, waitedMs: ctx.now().getTime() - start };
       }
     }
     const waitingOn = last.kind === "waiting"
@@ -639,8 +614,9 @@ export async function waitForStack(
       ctx.log.debug(`waiting for ${waitingOn}`);
       announced = waitingOn;
     }
-    if (Date.now() >= deadline) break;
-    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), ctx.signal);
+    const now = ctx.now().getTime();
+    if (now >= deadline) break;
+    await ctx.sleep(Math.min(delay, Math.max(0, deadline - now)), ctx.signal);
     delay = Math.min(2000, Math.round(delay * 1.5));
   }
   const secs = Math.round(timeoutMs / 1000);

@@ -7,7 +7,7 @@ import {
   assertRejects,
 } from "../../test/support/assert.ts";
 import { createContext } from "../context.ts";
-import { type ComposeCli, detectCompose, runDocker } from "../docker.ts";
+import { type ComposeCli, detectCompose, processDocker, runDocker } from "../docker.ts";
 import { ExitCode, InstallError } from "../errors.ts";
 import {
   activeServices,
@@ -328,7 +328,7 @@ Deno.test("mergeLogs() orders stdout and stderr by time and keeps the tail", () 
 async function engine(): Promise<ComposeCli | undefined> {
   const info = await runDocker(["info", "--format", "{{.ServerVersion}}"]);
   if (info.code !== 0) return undefined;
-  return await detectCompose();
+  return await detectCompose(processDocker());
 }
 const compose = await engine();
 

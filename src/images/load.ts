@@ -1,13 +1,13 @@
 /**
- * The `load` step: each image tar is read ONCE; the same bytes go to SHA-256 and to
- * `docker load` on stdin. The checksum is the authority (`docker load` accepts a tar with
+ * Loading image tars (the `load` command and the install's load step): each tar is read ONCE; the
+ * same bytes go to SHA-256 and to `docker load` on stdin (through the context's Docker seam). The checksum is the authority (`docker load` accepts a tar with
  * garbage appended): on a mismatch whatever the load created is removed again, and only that.
  * A tar whose every RepoTag already points at its image ID is skipped without reading its data.
  */
 import type { Context } from "../context.ts";
-import { type ImageInfo, inspectImages, removeImages, runDocker, tail } from "../docker.ts";
-import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
-import { createSha256, shortDigest } from "../hash.ts";
+import { type ImageInfo, inspectImages, removeImages, tail } from "../docker.ts";
+import { ExitCode, InstallError, InterruptedError, throwIfAborted } from "../errors.ts";
+import { createSha256, readFull, shortDigest } from "../hash.ts";
 import type { Bundle, BundleFile, BundleImage, TarImage, TarIndex } from "../bundle/types.ts";
 import { readTarIndex } from "../bundle/tarindex.ts";
 import {
@@ -21,10 +21,11 @@ import { CHECKSUMS_FILE } from "../layout.ts";
 import { RECOPY_HINT } from "../bundle/verify.ts";
 
 /**
- * Reads and pipe writes of 1 MiB: into `docker load`'s stdin, measured here 1.11x the time of
- * `docker load -i` on 1 GiB against 1.27x with 4 MiB (bench/verify_load.ts).
+ * Reads and pipe writes of 1 MiB into `docker load`'s stdin: measured here 1.11x the time of
+ * `docker load -i` on 1 GiB against 1.27x with 4 MiB (bench/verify_load.ts). Files that are only
+ * hashed or copied use hash.ts's CHUNK_SIZE.
  */
-const CHUNK_SIZE = 1024 * 1024;
+const LOAD_WRITE_SIZE = 1024 * 1024;
 
 export type LoadVerdict = "loaded" | "present" | "failed" | "skipped-optional";
 
@@ -168,7 +169,7 @@ export function selected(only: string[] | undefined, file: string, refs: string[
 }
 
 async function snapshot(ctx: Context, refs: string[], ids: string[]): Promise<EngineBefore> {
-  const found: Map<string, ImageInfo> = await inspectImages([...refs, ...ids], ctx.docker);
+  const found: Map<string, ImageInfo> = await inspectImages(ctx.docker, [...refs, ...ids]);
   const tags = new Map<string, string>();
   for (const r of refs) {
     const info = found.get(r);
@@ -276,7 +277,7 @@ export async function loadImages(
       }
       warn(`Loading "${image.file}" unverified: no checksum or pin covers it (--allow-unlisted)`);
     }
-    throwIfInterrupted(ctx);
+    throwIfAborted(ctx.signal);
     try {
       p.index = opts.indexes?.get(image.file) ?? await readTarIndex(file.abs);
     } catch (e) {
@@ -326,7 +327,7 @@ export async function loadImages(
 
   // 4. Load, one tar at a time (the engine's extraction is the bottleneck).
   for (const p of toLoad) {
-    throwIfInterrupted(ctx);
+    throwIfAborted(ctx.signal);
     let blank: Set<string> | undefined;
     if (chains && !p.index!.compressed) {
       try {
@@ -343,10 +344,6 @@ export async function loadImages(
   return report;
 }
 
-function throwIfInterrupted(ctx: Context): void {
-  if (ctx.signal.aborted) throw new InterruptedError();
-}
-
 /**
  * Whether this engine may be sent tars with present layers left empty: only the classic image
  * store (graph drivers) looks a layer's chain up before opening it. The containerd image store
@@ -359,10 +356,7 @@ export async function layerSkipSupport(
   if (opts.noLayerSkip || ctx.env("CORTEX_INSTALL_NO_LAYER_SKIP")) {
     return { enabled: false, reason: "off" };
   }
-  const r = await runDocker(
-    ["info", "--format", "{{.Driver}}\t{{json .DriverStatus}}"],
-    ctx.docker,
-  );
+  const r = await ctx.docker.run(["info", "--format", "{{.Driver}}\t{{json .DriverStatus}}"]);
   if (r.code !== 0) return { enabled: false, reason: "docker info failed" };
   return classicImageStore(r.stdout);
 }
@@ -393,12 +387,11 @@ export function classicImageStore(info: string): { enabled: boolean; reason?: st
 
 /** Chain IDs of every layer stack in the engine: one `docker image inspect` of all images. */
 export async function engineChains(ctx: Context): Promise<Set<string>> {
-  const ids = await runDocker(["images", "-q", "--no-trunc"], ctx.docker);
+  const ids = await ctx.docker.run(["images", "-q", "--no-trunc"]);
   const list = [...new Set(ids.stdout.split("\n").map((s) => s.trim()).filter(Boolean))];
   if (ids.code !== 0 || list.length === 0) return new Set();
-  const r = await runDocker(
+  const r = await ctx.docker.run(
     ["image", "inspect", "--format", "{{json .RootFS.Layers}}", ...list],
-    ctx.docker,
   );
   // An image removed meanwhile fails the call as a whole: the lines it did print still count.
   const stacks: string[][] = [];
@@ -490,7 +483,7 @@ async function loadOne(
   const tagged = new Set(p.index!.images.flatMap((i) => i.repoTags.map(normalizeRef)));
   for (const [ref, id] of p.want) {
     if (tagged.has(ref)) continue;
-    const t = await runDocker(["tag", id, ref], ctx.docker);
+    const t = await ctx.docker.run(["tag", id, ref]);
     if (t.code !== 0) {
       return fail(
         p,
@@ -529,15 +522,14 @@ async function undo(ctx: Context, p: Planned): Promise<string[]> {
   const images = p.index!.images;
   const after = await snapshot(ctx, [...p.want.keys()], images.map((i) => i.imageId));
   const plan = planUndo(images, p.want, p.before!, after);
-  // Cleanup must run even when the run was interrupted: no signal here.
-  const dopts = { ...ctx.docker, signal: undefined };
+  // Cleanup must run even when the run was interrupted: no abort signal here.
   const left: string[] = [];
   for (const [id, ref] of plan.retag) {
-    const r = await runDocker(["tag", id, ref], dopts);
+    const r = await ctx.docker.run(["tag", id, ref], { signal: null });
     if (r.code !== 0) left.push(ref);
   }
-  left.push(...await removeImages(plan.untag, dopts));
-  left.push(...await removeImages(plan.removeIds, dopts));
+  left.push(...await removeImages(ctx.docker, plan.untag));
+  left.push(...await removeImages(ctx.docker, plan.removeIds));
   if (plan.untag.length + plan.removeIds.length + plan.retag.length > 0) {
     ctx.log.debug(
       `Removed what the failed load of "${p.image.file}" created: ${
@@ -558,9 +550,10 @@ interface StreamResult {
 }
 
 /**
- * Reads `path` once, feeding each chunk to SHA-256 (when `hash`) and to `docker load`'s stdin.
- * Two buffers alternate so the next read overlaps the previous write. If Docker stops reading
- * early, the rest is still hashed so that a damaged file is reported as such.
+ * Reads `path` once, feeding each chunk to SHA-256 (when `hash`) and to `docker load`'s stdin
+ * (through the seam: the runner hands us the process's stdin). Two buffers alternate so the next
+ * read overlaps the previous write. If Docker stops reading early, the rest is still hashed so
+ * that a damaged file is reported as such. An abort stops the reading and kills `docker load`.
  */
 async function streamLoad(
   ctx: Context,
@@ -569,81 +562,57 @@ async function streamLoad(
   blank?: Set<string>,
   stats?: SkipStats,
 ): Promise<StreamResult> {
-  const child = new Deno.Command(ctx.docker.bin ?? "docker", {
-    args: ["load"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: ctx.docker.env,
-  }).spawn();
-  const outP = new Response(child.stdout).text();
-  const errP = new Response(child.stderr).text();
-  let interrupted = false;
-  const onAbort = () => {
-    interrupted = true;
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-  };
-  ctx.signal.addEventListener("abort", onAbort, { once: true });
-  if (ctx.signal.aborted) onAbort();
-
   const h = hash ? createSha256() : undefined;
-  // With layers to leave out, the bytes go through the tar transform. It forwards subarrays of
-  // the chunks it gets, which may wait in a queue: every chunk is then a fresh buffer.
-  const transform = blank ? skipLayersTransform(blank, stats) : undefined;
-  const piping = transform
-    ? transform.readable.pipeTo(child.stdin).then(() => true, () => false)
-    : Promise.resolve(true);
-  const writer = transform ? transform.writable.getWriter() : child.stdin.getWriter();
-  let writing = true;
-  let pending: Promise<void> = Promise.resolve();
   let bytes = 0;
-  const bufs = [new Uint8Array(CHUNK_SIZE), new Uint8Array(CHUNK_SIZE)];
-  let which = 0;
-  try {
-    using f = await Deno.open(path, { read: true });
-    while (!interrupted) {
-      const buf = transform ? new Uint8Array(CHUNK_SIZE) : bufs[which];
-      which ^= 1;
-      let filled = 0;
-      while (filled < buf.length) {
-        const n = await f.read(buf.subarray(filled));
-        if (n === null) break;
-        filled += n;
+  const feed = async (stdin: WritableStream<Uint8Array>) => {
+    // With layers to leave out, the bytes go through the tar transform. It forwards subarrays of
+    // the chunks it gets, which may wait in a queue: every chunk is then a fresh buffer.
+    const transform = blank ? skipLayersTransform(blank, stats) : undefined;
+    const piping = transform
+      ? transform.readable.pipeTo(stdin).then(() => true, () => false)
+      : Promise.resolve(true);
+    const writer = transform ? transform.writable.getWriter() : stdin.getWriter();
+    let writing = true;
+    let pending: Promise<void> = Promise.resolve();
+    const bufs = [new Uint8Array(LOAD_WRITE_SIZE), new Uint8Array(LOAD_WRITE_SIZE)];
+    let which = 0;
+    try {
+      using f = await Deno.open(path, { read: true });
+      while (!ctx.signal.aborted) {
+        const buf = transform ? new Uint8Array(LOAD_WRITE_SIZE) : bufs[which];
+        which ^= 1;
+        const filled = await readFull(f, buf);
+        if (filled === 0) break;
+        const chunk = buf.subarray(0, filled);
+        h?.update(chunk);
+        bytes += filled;
+        ctx.progress.advance(filled);
+        // The other buffer's write must finish before that buffer is read into again.
+        await pending;
+        if (writing) {
+          // Handled at once: a write that fails (docker exited) while we are reading must not
+          // surface as an unhandled rejection; the loop sees `writing` turn false.
+          pending = writer.write(chunk).catch(() => {
+            writing = false;
+          });
+        } else if (!hash) break;
+        if (filled < buf.length) break;
       }
-      if (filled === 0) break;
-      const chunk = buf.subarray(0, filled);
-      h?.update(chunk);
-      bytes += filled;
-      ctx.progress.advance(filled);
-      // The other buffer's write must finish before that buffer is read into again.
       await pending;
-      if (writing) {
-        // Handled at once: a write that fails (docker exited) while we are reading must not
-        // surface as an unhandled rejection; the loop sees `writing` turn false.
-        pending = writer.write(chunk).catch(() => {
-          writing = false;
-        });
-      } else if (!hash) break;
-      if (filled < buf.length) break;
+    } finally {
+      if (writing && !ctx.signal.aborted) await writer.close().catch(() => {});
+      else await writer.abort().catch(() => {});
     }
-    await pending;
-  } finally {
-    if (writing && !interrupted) await writer.close().catch(() => {});
-    else await writer.abort().catch(() => {});
-    ctx.signal.removeEventListener("abort", onAbort);
-  }
-  await piping;
-  const status = await child.status;
-  const [stdout, stderr] = await Promise.all([outP, errP]);
+    await piping;
+  };
+  const r = await ctx.docker.run(["load"], { stdin: feed });
   return {
-    code: status.code,
-    stdout,
-    stderr,
+    code: r.code,
+    stdout: r.stdout,
+    stderr: r.stderr,
     sha256: h?.hex(),
     bytes,
-    interrupted: interrupted || ctx.signal.aborted,
+    interrupted: ctx.signal.aborted,
   };
 }
 

@@ -12,7 +12,7 @@ import {
 import { createContext } from "../context.ts";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
 import type { Bundle, TarImage, TarIndex } from "../bundle/types.ts";
-import { runDocker } from "../docker.ts";
+import { processDocker, runDocker } from "../docker.ts";
 import {
   type EngineBefore,
   isPresent,
@@ -329,7 +329,7 @@ Deno.test({
     const b = await buildBundle({ images: [`cit-${crypto.randomUUID().slice(0, 8)}/d:1`] });
     try {
       const { ctx } = testCtx();
-      ctx.docker = { ...ctx.docker, env: { DOCKER_HOST: "unix:///nonexistent.sock" } };
+      ctx.docker = processDocker({ env: { DOCKER_HOST: "unix:///nonexistent.sock" } });
       const e = await assertRejects(() => loadImages(ctx, asBundle(b)), InstallError);
       assertEquals(e.exitCode, ExitCode.Docker);
       assertMatch(e.message, /docker load exited with code 1/);

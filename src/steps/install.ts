@@ -22,7 +22,7 @@ import {
   throwIfAborted,
   UsageError,
 } from "../errors.ts";
-import { detectCompose, runDocker, tagImage } from "../docker.ts";
+import { detectCompose, tagImage } from "../docker.ts";
 import {
   type AvailableImage,
   canonicalRef,
@@ -283,9 +283,8 @@ async function finish(
 
 /** Images in the engine: `repo:tag` -> image ID. One docker call. */
 export async function engineImages(ctx: Context): Promise<Map<string, string>> {
-  const r = await runDocker(
+  const r = await ctx.docker.run(
     ["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}}\t{{.ID}}"],
-    ctx.docker,
   );
   const m = new Map<string, string>();
   if (r.code !== 0) return m;
@@ -734,7 +733,7 @@ async function execute(
     const done: InstallPlan["retags"] = [];
     for (const n of p.imagePlan.needs) {
       if (n.source !== "retag" || !n.from) continue;
-      await tagImage(n.from, n.ref, ctx.docker);
+      await tagImage(ctx.docker, n.from, n.ref);
       done.push({ service: n.service, from: n.from, to: n.ref });
     }
     return done;
