@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { CHUNK_SIZE, type HashResult, readFull } from "./hash.ts";
 import { throwIfAborted } from "./errors.ts";
+import { writeAll } from "./fsutil.ts";
 
 /** copyHashed starts a background fdatasync after this many bytes written since the last one. */
 export const FLUSH_EVERY = 64 * 1024 * 1024;
@@ -18,11 +19,6 @@ export interface IoOptions {
   /** Called with the number of bytes just processed (for progress). */
   onBytes?: (n: number) => void;
   chunkSize?: number;
-}
-
-async function writeAll(f: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await f.write(data.subarray(off));
 }
 
 /**

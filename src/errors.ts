@@ -3,14 +3,20 @@
  * Anything else thrown is a bug and is printed with its stack trace.
  */
 
-/** Exit codes, documented in README.md. */
+/** Exit codes, documented in README.md and in `--help` (EXIT_CODES_HELP). */
 export const ExitCode = {
   Ok: 0,
   Usage: 2,
+  /** Preflight failed: nothing was changed. */
   Preflight: 3,
   Integrity: 4,
   Docker: 5,
   Stack: 6,
+  /**
+   * The run failed after it had started changing the host (a write failed, a file changed under
+   * us): what was done is in the journal; fix the cause and re-run to resume.
+   */
+  Partial: 7,
   Interrupted: 130,
 } as const;
 export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
@@ -72,8 +78,10 @@ export const dockerError = (step: Step, msg: string, hint?: string, detail?: str
   new InstallError(step, msg, ExitCode.Docker, hint, detail);
 export const stackError = (msg: string, hint?: string, detail?: string) =>
   new InstallError("stack", msg, ExitCode.Stack, hint, detail);
+export const partialError = (step: Step, msg: string, hint?: string, detail?: string) =>
+  new InstallError(step, msg, ExitCode.Partial, hint, detail);
 
-/** Throws InterruptedError when the signal was aborted. Call between units of work. */
+/** Throws InterruptedError when the signal was aborted: the one abort check, between units of work. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new InterruptedError();
 }

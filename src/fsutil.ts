@@ -15,3 +15,9 @@ export async function fsyncDir(path: string): Promise<void> {
   using d = await Deno.open(path, { read: true });
   await d.sync();
 }
+
+/** Writes all of `data` to an open file (a write may take less than it is given). */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}

@@ -157,3 +157,12 @@ export async function hashFiles(
   // Input order, whatever order they finished in.
   return new Map(paths.map((p) => [p, out.get(p)!]));
 }
+
+/** SHA-256 of a file (hashFile), or undefined when it cannot be read. */
+export async function sha256OfFile(path: string): Promise<string | undefined> {
+  try {
+    return (await hashFile(path)).sha256;
+  } catch {
+    return undefined;
+  }
+}

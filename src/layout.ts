@@ -1,4 +1,7 @@
-/** Names of files and folders in bundles, Cortex checkouts and the state dir, in one place. */
+/**
+ * Names of files and folders in bundles, Cortex checkouts and the state dir, and every default
+ * (dirs, project, timeouts), in one place: the flag table, `--help` and the code read them here.
+ */
 
 export const BUNDLE_MANIFEST = "manifest.json";
 export const CHECKSUMS_FILE = "checksums.sha256";
@@ -18,12 +21,21 @@ export const COMPOSE_DEV = "docker.compose.dev.yaml";
 /** Written by cortex-install into the Cortex dir; compose always runs with it. */
 export const COMPOSE_OVERRIDE = "docker.compose.cortex-install.yaml";
 export const BACKEND_ENV = "backend/.env";
+/** The compose override's path: beside the compose file it extends. */
+export function overridePath(composeFile: string): string {
+  const i = composeFile.lastIndexOf("/");
+  return `${i < 0 ? "." : i === 0 ? "" : composeFile.slice(0, i)}/${COMPOSE_OVERRIDE}`;
+}
 export const ROOT_ENV = ".env";
 
 export const DEFAULT_PROJECT = "cortex";
 export const DEFAULT_MODELS_DIR = "/var/cortex/models";
 export const DEFAULT_HF_CACHE_DIR = "/var/cortex/hf-cache";
 export const DEFAULT_STATE_DIR = "/var/lib/cortex-install";
+/** How long to wait for the stack to become healthy (`--wait-timeout`). */
+export const DEFAULT_WAIT_TIMEOUT_SEC = 300;
+/** Where `demo` builds its throwaway tree (`--dir`). */
+export const DEFAULT_DEMO_DIR = ".demo";
 /** Cortex's own host ports, used when no compose file is given. */
 export const DEFAULT_PORTS = [8084, 3001, 9090, 15432, 16379];
 

@@ -6,7 +6,7 @@ import { loadImages } from "../images/load.ts";
 import { runDoctor } from "../doctor/mod.ts";
 import { ExitCode } from "../errors.ts";
 import { absPath, locateBundle } from "./paths.ts";
-import type { CommandHandler } from "./run.ts";
+import type { CommandHandler } from "./handler.ts";
 import { installCommand, planCommand } from "./install.ts";
 import { rollbackCommand, statusCommand } from "./state.ts";
 import { demoCommand } from "./demo.ts";

@@ -5,40 +5,35 @@
 import { buildDemo, ensureEngine } from "../demo.ts";
 import { stopStack } from "../host/stack.ts";
 import { runInstall } from "../steps/install.ts";
-import { COMPOSE_OVERRIDE, COMPOSE_PROD } from "../layout.ts";
+import { installOptions } from "../steps/types.ts";
+import { COMPOSE_PROD, DEFAULT_DEMO_DIR, overridePath } from "../layout.ts";
 import { ExitCode } from "../errors.ts";
 import { absPath } from "./paths.ts";
 import { parseWaitTimeout, renderReport } from "./install.ts";
-import type { CommandHandler } from "./run.ts";
+import type { CommandHandler } from "./handler.ts";
+import { str } from "./flags.ts";
 
 export const demoCommand: CommandHandler = async (ctx, f) => {
-  const dir = absPath(ctx, typeof f.dir === "string" ? f.dir : ".demo");
+  const dir = absPath(ctx, str(f.dir) ?? DEFAULT_DEMO_DIR);
   await ensureEngine(ctx);
   const demo = await buildDemo(ctx, dir);
   const composeFile = `${demo.cortexDir}/${COMPOSE_PROD}`;
   const project = "cortex-demo";
-  const report = await runInstall(ctx, {
-    bundleDir: demo.bundleDir,
-    cortexDir: demo.cortexDir,
-    composeFile,
-    project,
-    modelsDir: demo.modelsDir,
-    hfCacheDir: demo.hfCacheDir,
-    stateDir: demo.stateDir,
-    manifestPath: demo.manifestPath,
-    waitTimeoutSec: parseWaitTimeout(
-      typeof f["wait-timeout"] === "string" ? f["wait-timeout"] : undefined,
-    ),
-    skipModels: false,
-    skipStart: false,
-    link: false,
-    allowDowngrade: false,
-    allowUnlisted: false,
-    noVerify: false,
-    dryRun: false,
-    confirm: () => Promise.resolve(true),
-    argv: Deno.args,
-  });
+  const report = await runInstall(
+    ctx,
+    installOptions({
+      bundleDir: demo.bundleDir,
+      cortexDir: demo.cortexDir,
+      composeFile,
+      project,
+      modelsDir: demo.modelsDir,
+      hfCacheDir: demo.hfCacheDir,
+      stateDir: demo.stateDir,
+      manifestPath: demo.manifestPath,
+      waitTimeoutSec: parseWaitTimeout(str(f["wait-timeout"])),
+      argv: Deno.args,
+    }),
+  );
   const lines = [renderReport(report)];
   let settings = "";
   for (const url of report.urls ?? []) {
@@ -64,7 +59,7 @@ export const demoCommand: CommandHandler = async (ctx, f) => {
   if (f.keep !== true) {
     await stopStack(ctx, {
       cortexDir: demo.cortexDir,
-      files: [composeFile, `${demo.cortexDir}/${COMPOSE_OVERRIDE}`],
+      files: [composeFile, overridePath(composeFile)],
       project,
       profiles: report.plan?.profiles ?? [],
     });

@@ -4,6 +4,14 @@
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
+import {
+  DEFAULT_DEMO_DIR,
+  DEFAULT_HF_CACHE_DIR,
+  DEFAULT_MODELS_DIR,
+  DEFAULT_PROJECT,
+  DEFAULT_STATE_DIR,
+  DEFAULT_WAIT_TIMEOUT_SEC,
+} from "../layout.ts";
 
 export interface FlagSpec {
   name: string;
@@ -67,7 +75,7 @@ const stateDir: FlagSpec = {
   type: "string",
   arg: "DIR",
   help: "where the journal, lock and audit log live",
-  default: "/var/lib/cortex-install",
+  default: DEFAULT_STATE_DIR,
 };
 const cortexDir: FlagSpec = {
   name: "cortex-dir",
@@ -88,28 +96,28 @@ const projectName: FlagSpec = {
   type: "string",
   arg: "NAME",
   help: "compose project name",
-  default: "cortex",
+  default: DEFAULT_PROJECT,
 };
 const modelsDir: FlagSpec = {
   name: "models-dir",
   type: "string",
   arg: "DIR",
   help: "where models are seeded",
-  default: "/var/cortex/models",
+  default: DEFAULT_MODELS_DIR,
 };
 const hfCacheDir: FlagSpec = {
   name: "hf-cache-dir",
   type: "string",
   arg: "DIR",
   help: "Hugging Face cache",
-  default: "/var/cortex/hf-cache",
+  default: DEFAULT_HF_CACHE_DIR,
 };
 const waitTimeout: FlagSpec = {
   name: "wait-timeout",
   type: "string",
   arg: "SECONDS",
   help: "how long to wait for the stack to become healthy",
-  default: "300",
+  default: String(DEFAULT_WAIT_TIMEOUT_SEC),
 };
 const yes: FlagSpec = {
   name: "yes",
@@ -225,7 +233,7 @@ export const COMMANDS: CommandSpec[] = [
         type: "string",
         arg: "DIR",
         help: "where the demo bundle, Cortex dir, models and state go",
-        default: ".demo",
+        default: DEFAULT_DEMO_DIR,
       },
       { name: "keep", type: "boolean", help: "leave the demo stack running" },
       waitTimeout,
@@ -323,6 +331,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   4    integrity failed (checksum mismatch, missing or unlisted file, unsafe archive)
   5    Docker failed
   6    the stack did not become healthy (after an upgrade: rolled back)
+  7    failed after the host was changed (what was done is in the journal; re-run to resume)
   130  interrupted (Ctrl-C / SIGTERM; re-run to resume) or declined at the prompt`;
 
 /** The top-level help. */

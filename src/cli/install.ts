@@ -3,19 +3,21 @@ import { $ } from "dax";
 import type { Context } from "../context.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { formatBytes } from "../progress.ts";
+import { runInstall } from "../steps/install.ts";
 import {
   type InstallOptions,
+  installOptions,
   type InstallPlan,
   type InstallReport,
-  runInstall,
-} from "../steps/install.ts";
+} from "../steps/types.ts";
+import { DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
 import { absPath, locateBundle, locateComposeFile, locateCortexDir } from "./paths.ts";
-import type { CommandHandler, CommandOutcome } from "./run.ts";
+import type { CommandHandler, CommandOutcome } from "./handler.ts";
 import { type Parsed, str } from "./flags.ts";
 
 /** Parses `--wait-timeout`: a positive whole number of seconds. */
 export function parseWaitTimeout(v: string | undefined): number {
-  const n = Number(v ?? "300");
+  const n = Number(v ?? DEFAULT_WAIT_TIMEOUT_SEC);
   if (!Number.isInteger(n) || n <= 0) {
     throw new UsageError(`--wait-timeout must be a positive number of seconds, not "${v}"`);
   }
@@ -34,8 +36,11 @@ export function parseProfiles(v: string | undefined): string[] | undefined {
   return list;
 }
 
-/** Builds the install options from the flags (locating the bundle and Cortex dir). */
-export async function installOptions(
+/**
+ * The install options from the flags: locates the bundle and the Cortex dir (asking on a TTY
+ * when allowed), then builds them with installOptions (defaults for what no flag gives).
+ */
+export async function installOptionsFromFlags(
   ctx: Context,
   f: Parsed["values"],
   dryRun: boolean,
@@ -46,15 +51,16 @@ export async function installOptions(
   const cortexDir = await locateCortexDir(ctx, str(f["cortex-dir"]), prompt);
   const composeFile = await locateComposeFile(ctx, cortexDir, str(f["compose-file"]));
   const yes = f.yes === true;
-  return {
+  const path = (v: unknown) => str(v) && absPath(ctx, str(v)!);
+  return installOptions({
     bundleDir,
     cortexDir,
     composeFile,
-    project: str(f["project-name"]) ?? "cortex",
-    modelsDir: absPath(ctx, str(f["models-dir"]) ?? "/var/cortex/models"),
-    hfCacheDir: absPath(ctx, str(f["hf-cache-dir"]) ?? "/var/cortex/hf-cache"),
-    stateDir: absPath(ctx, str(f["state-dir"]) ?? "/var/lib/cortex-install"),
-    manifestPath: str(f.manifest) && absPath(ctx, str(f.manifest)!),
+    project: str(f["project-name"]),
+    modelsDir: path(f["models-dir"]),
+    hfCacheDir: path(f["hf-cache-dir"]),
+    stateDir: path(f["state-dir"]),
+    manifestPath: path(f.manifest),
     network: f.offline ? "offline" : f.online ? "online" : undefined,
     profiles: parseProfiles(str(f.profiles)),
     waitTimeoutSec: parseWaitTimeout(str(f["wait-timeout"])),
@@ -78,7 +84,7 @@ export async function installOptions(
       Deno.stderr.writeSync(new TextEncoder().encode(renderPlan(plan) + "\n"));
       return await $.confirm({ message: "Go on with the install?", default: false, noClear: true });
     },
-  };
+  });
 }
 
 /** The plan, for people. */
@@ -201,11 +207,11 @@ function outcome(r: InstallReport): CommandOutcome {
 
 export const installCommand: CommandHandler = async (ctx, f) => {
   const dry = f["dry-run"] === true;
-  const o = await installOptions(ctx, f, dry, Deno.args);
+  const o = await installOptionsFromFlags(ctx, f, dry, Deno.args);
   return outcome(await runInstall(ctx, o));
 };
 
 export const planCommand: CommandHandler = async (ctx, f) => {
-  const o = await installOptions(ctx, f, true, Deno.args);
+  const o = await installOptionsFromFlags(ctx, f, true, Deno.args);
   return outcome(await runInstall(ctx, o));
 };

@@ -2,22 +2,11 @@
  * The CLI layer: the only place that prints reports. Steps return typed results; this maps them
  * to stdout (JSON or human text) and errors to exit codes.
  */
-import { type Context, createContext } from "../context.ts";
+import { createContext } from "../context.ts";
 import { ExitCode, InstallError, InterruptedError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { commandHelp, globalHelp, parseCommandLine, type Parsed } from "./flags.ts";
 import { COMMAND_HANDLERS } from "./commands.ts";
-
-/** What a command hands back to the CLI layer. */
-export interface CommandOutcome {
-  exitCode: number;
-  /** The JSON report (printed with --json). */
-  report: Record<string, unknown>;
-  /** Human-readable summary (printed on stdout without --json). */
-  human: string;
-}
-
-export type CommandHandler = (ctx: Context, flags: Parsed["values"]) => Promise<CommandOutcome>;
 
 const enc = new TextEncoder();
 const out = (s: string) => Deno.stdout.writeSync(enc.encode(s));
@@ -79,7 +68,13 @@ export async function runCli(argv: string[]): Promise<number> {
     ctx.progress.clear();
     const code = errorExitCode(e, aborter.signal);
     if (code === undefined) throw e; // a bug: Deno prints the stack trace and exits 1
-    const error = describeError(e);
+    // An error that is not ours, raised because the run was interrupted, is the interruption.
+    const error = describeError(
+      code === ExitCode.Interrupted && !(e instanceof InterruptedError) &&
+        !(e instanceof InstallError)
+        ? new InterruptedError(String((e as Error)?.message ?? e))
+        : e,
+    );
     err(`error: ${error.message}\n`);
     if (error.detail) err(`${error.detail.replace(/^/gm, "  | ")}\n`);
     if (error.hint) err(`hint: ${error.hint}\n`);
@@ -112,7 +107,7 @@ function errorExitCode(e: unknown, signal: AbortSignal): number | undefined {
   return undefined;
 }
 
-/** The printable parts of an error (no stack). */
+/** The printable parts of an error (no stack); an error of no known kind is "internal". */
 export function describeError(
   e: unknown,
 ): { kind: string; step?: string; message: string; hint?: string; detail?: string } {
@@ -123,5 +118,5 @@ export function describeError(
   if (e instanceof InterruptedError) {
     return { kind: "interrupted", message: e.message, hint: "Re-run the same command to resume." };
   }
-  return { kind: "interrupted", message: String((e as Error)?.message ?? e) };
+  return { kind: "internal", message: String((e as Error)?.message ?? e) };
 }

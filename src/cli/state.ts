@@ -2,20 +2,19 @@
 import { $ } from "dax";
 import type { Context } from "../context.ts";
 import { ExitCode, preflightError, UsageError } from "../errors.ts";
-import { currentRelease, previousRelease, readJournal } from "../state/journal.ts";
+import { DEFAULT_STATE_DIR } from "../layout.ts";
+import { currentRelease, previousRelease, readJournal, writeJournal } from "../state/journal.ts";
 import { acquireLock } from "../state/lock.ts";
-import { appendAudit, currentUser } from "../state/audit.ts";
+import { auditRun } from "../state/audit.ts";
 import { stackStatus } from "../host/stack.ts";
 import { loadReleaseManifest } from "../bundle/release.ts";
-import { engineImages } from "../steps/install.ts";
+import { engineImages } from "../images/load.ts";
 import { canonicalRef } from "../host/compose.ts";
 import { rollbackTo } from "../host/rollback.ts";
 import { absPath } from "./paths.ts";
 import { parseWaitTimeout } from "./install.ts";
-import type { CommandHandler } from "./run.ts";
+import type { CommandHandler } from "./handler.ts";
 import { str } from "./flags.ts";
-
-const canonical = canonicalRef;
 
 /** The status report (also used by tests). */
 export async function statusReport(ctx: Context, stateDir: string) {
@@ -23,7 +22,7 @@ export async function statusReport(ctx: Context, stateDir: string) {
   const cur = currentRelease(j);
   const engine = await engineImages(ctx);
   const images = Object.entries(cur?.images ?? {}).map(([ref, id]) => {
-    const now = engine.get(canonical(ref));
+    const now = engine.get(canonicalRef(ref));
     return { ref, imageId: id, state: now === id ? "present" : now ? "changed" : "missing" };
   });
   const models = await Promise.all(
@@ -67,7 +66,7 @@ export async function statusReport(ctx: Context, stateDir: string) {
 }
 
 export const statusCommand: CommandHandler = async (ctx, f) => {
-  const stateDir = absPath(ctx, str(f["state-dir"]) ?? "/var/lib/cortex-install");
+  const stateDir = absPath(ctx, str(f["state-dir"]) ?? DEFAULT_STATE_DIR);
   const r = await statusReport(ctx, stateDir);
   const l: string[] = [];
   if (!r.installed) {
@@ -101,7 +100,7 @@ export const statusCommand: CommandHandler = async (ctx, f) => {
 };
 
 export const rollbackCommand: CommandHandler = async (ctx, f) => {
-  const stateDir = absPath(ctx, str(f["state-dir"]) ?? "/var/lib/cortex-install");
+  const stateDir = absPath(ctx, str(f["state-dir"]) ?? DEFAULT_STATE_DIR);
   const waitTimeoutSec = parseWaitTimeout(str(f["wait-timeout"]));
   const t0 = performance.now();
   const lock = await acquireLock(stateDir);
@@ -145,22 +144,14 @@ export const rollbackCommand: CommandHandler = async (ctx, f) => {
       );
     }
     const r = await rollbackTo(ctx, j, {
-      stateDir,
-      cortexDir: stack.cortexDir,
-      composeFile: stack.composeFile,
-      project: stack.project,
-      profiles: stack.profiles,
       waitTimeoutSec,
-      readiness: release.readiness,
+      // A release recorded without its readiness URLs gets the embedded manifest's.
+      stack: { ...stack, readiness: release.readiness },
       from: j.current,
       to: prev.index,
     });
-    const who = await currentUser((k) => ctx.env(k));
-    await appendAudit(stateDir, {
-      time: ctx.now().toISOString(),
-      user: who.user,
-      sudoUser: who.sudoUser,
-      pid: Deno.pid,
+    await writeJournal(stateDir, j);
+    await auditRun(ctx, stateDir, {
       command: ["cortex-install", ...Deno.args],
       bundleDigest: prev.release.bundleDigest,
       release: prev.release.release,

@@ -1,9 +1,11 @@
 /**
- * Atomic file replacement: write a temp file beside the target, fsync, chmod, rename over the
- * target, fsync the directory. A reader sees the old file or the new one, never half of one;
- * a crash before the rename leaves the original untouched.
+ * Atomic file replacement, the one writer of the project's files (env files, the override, the
+ * state journal): write a temp file beside the target, fsync, chmod, rename over the target,
+ * fsync the directory. A reader sees the old file or the new one, never half of one; a crash
+ * before the rename leaves the original untouched.
  */
-import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
+import { InstallError, InterruptedError, partialError, type Step } from "../errors.ts";
+import { fsyncDir, writeAll } from "../fsutil.ts";
 
 export interface WriteAtomicOptions {
   /** File mode of the new file (default 0o600: env files hold secrets). */
@@ -14,6 +16,14 @@ export interface WriteAtomicOptions {
   now?: Date;
   /** Test hook, called after the temp file is written and synced, before the rename. */
   beforeRename?: (tmpPath: string) => void | Promise<void>;
+  /**
+   * The temp file is `.<name>.tmp`, fixed per target, overwritten by the next write: for a
+   * writer that holds a lock (the journal), so that a crash leaves at most one leftover. Default:
+   * a fresh `<name>.tmp-<pid>-<random>` per write.
+   */
+  fixedTemp?: boolean;
+  /** The step named in the error (default "settings"). */
+  step?: Step;
 }
 
 export interface WriteAtomicResult {
@@ -49,14 +59,22 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
   }
 }
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
-}
-
-/** Writes `data` to a new file that must not exist yet (never overwrites), synced. */
-async function writeNew(path: string, data: Uint8Array, mode: number): Promise<void> {
-  const f = await Deno.open(path, { write: true, createNew: true, mode });
+/**
+ * Writes `data` to a new file that must not exist yet (never overwrites; with `truncate`, a
+ * leftover of a crashed writer is overwritten), synced.
+ */
+async function writeNew(
+  path: string,
+  data: Uint8Array,
+  mode: number,
+  truncate = false,
+): Promise<void> {
+  const f = await Deno.open(
+    path,
+    truncate
+      ? { write: true, create: true, truncate: true, mode }
+      : { write: true, createNew: true, mode },
+  );
   try {
     await writeAll(f, data);
     await f.sync();
@@ -80,24 +98,15 @@ async function writeBackup(path: string, old: Uint8Array, now: Date): Promise<st
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename itself is still atomic.
-  }
-}
+// Some filesystems refuse fsync on a directory; the rename itself is still atomic.
+const syncDir = (dir: string) => fsyncDir(dir).catch(() => {});
 
 /**
  * Replaces `path` with `data` atomically. Writes nothing when the content is already `data`
  * (`changed: false`, no backup). Otherwise creates parent dirs, optionally backs up the old file,
  * writes `path.tmp-<pid>-<rand>`, fsyncs, chmods, renames it over `path` and fsyncs the directory.
- * On any error the temp file is removed, the original is untouched, and an InstallError is thrown.
+ * On any error the temp file is removed (a fixed one is left for the next write), the original is
+ * untouched, and an InstallError is thrown (exit 7: the run had started changing the host).
  */
 export async function writeFileAtomic(
   path: string,
@@ -115,20 +124,21 @@ export async function writeFileAtomic(
     let backup: string | undefined;
     if (old && opts.backup) backup = await writeBackup(path, old, opts.now ?? new Date());
     const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
-    tmp = `${path}.tmp-${Deno.pid}-${rand}`;
-    await writeNew(tmp, bytes, mode);
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    tmp = opts.fixedTemp ? `${dir}/.${name}.tmp` : `${path}.tmp-${Deno.pid}-${rand}`;
+    await writeNew(tmp, bytes, mode, opts.fixedTemp);
     await opts.beforeRename?.(tmp);
     await Deno.rename(tmp, path);
     tmp = undefined;
     await syncDir(dir);
     return backup ? { changed: true, backup } : { changed: true };
   } catch (e) {
-    if (tmp) await Deno.remove(tmp).catch(() => {});
+    if (tmp && !opts.fixedTemp) await Deno.remove(tmp).catch(() => {});
     if (e instanceof InstallError || e instanceof InterruptedError) throw e;
-    throw new InstallError(
-      "settings",
+    // Every write is a change of the host: exit 7, never "nothing was changed".
+    throw partialError(
+      opts.step ?? "settings",
       `Cannot write "${path}": ${(e as Error).message}`,
-      ExitCode.Preflight,
       "Check that the directory exists, is writable by this user and has free space.",
     );
   }

@@ -8,18 +8,14 @@ import type { Context } from "../context.ts";
 import { dockerError, preflightError } from "../errors.ts";
 import { tail } from "../docker.ts";
 import { writeFileAtomic } from "./atomic.ts";
-import { type Readiness, type StackResult, startStack } from "./stack.ts";
-import { type Journal, markRolledBack, writeJournal } from "../state/journal.ts";
+import { type StackResult, startStack } from "./stack.ts";
+import { type Journal, markRolledBack, type Release } from "../state/journal.ts";
 import { sha256Hex } from "../hash.ts";
 
 export interface RollbackOptions {
-  stateDir: string;
-  cortexDir: string;
-  composeFile: string;
-  project: string;
-  profiles: string[];
   waitTimeoutSec: number;
-  readiness: Readiness[];
+  /** How to run the stack when the release returned to does not record it (older journals). */
+  stack: NonNullable<Release["stack"]>;
   /** Index of the release being left (its backups hold what to restore). */
   from: number;
   /** Index of the release to return to; default: the current one (automatic rollback). */
@@ -34,7 +30,10 @@ export interface RollbackResult {
   stack: StackResult;
 }
 
-/** Restores release `to` (see the module comment); records it in the journal. */
+/**
+ * Restores release `to` (see the module comment) and records it in the journal object; the
+ * caller writes the journal.
+ */
 export async function rollbackTo(
   ctx: Context,
   journal: Journal,
@@ -84,18 +83,17 @@ export async function rollbackTo(
 
   // 3. The stack, as that release ran it.
   const stack = await startStack(ctx, {
-    cortexDir: to.stack?.cortexDir ?? o.cortexDir,
+    cortexDir: to.stack?.cortexDir ?? o.stack.cortexDir,
     files: [
-      to.stack?.composeFile ?? o.composeFile,
+      to.stack?.composeFile ?? o.stack.composeFile,
       ...(to.override ? [to.override] : []),
     ],
-    project: to.stack?.project ?? o.project,
-    profiles: to.stack?.profiles ?? o.profiles,
-    readiness: to.stack?.readiness?.length ? to.stack.readiness : o.readiness,
+    project: to.stack?.project ?? o.stack.project,
+    profiles: to.stack?.profiles ?? o.stack.profiles,
+    readiness: to.stack?.readiness?.length ? to.stack.readiness : o.stack.readiness,
     waitTimeoutSec: o.waitTimeoutSec,
   });
 
   markRolledBack(journal, o.from, toIdx);
-  await writeJournal(o.stateDir, journal);
   return { from: from.release, to: to.release, restored, retagged, stack };
 }

@@ -7,7 +7,7 @@
  */
 import { parse as parseYaml } from "yaml";
 import { ExitCode, InstallError, preflightError } from "../errors.ts";
-import { BACKEND_ENV, COMPOSE_OVERRIDE, ROOT_ENV } from "../layout.ts";
+import { BACKEND_ENV, overridePath, ROOT_ENV } from "../layout.ts";
 import type { ReleaseManifest } from "../bundle/release.ts";
 import { type EnvChange, parseEnv, redact, renderEnv, setEnvKeys } from "./dotenv.ts";
 import { writeFileAtomic } from "./atomic.ts";
@@ -227,12 +227,12 @@ export async function planSettings(input: SettingsInput): Promise<SettingsPlan> 
     };
   }
   services[gateway] = { ...services[gateway], envFiles: [BACKEND_ENV_FILE] };
-  const overridePath = `${composeDir}/${COMPOSE_OVERRIDE}`;
-  const overrideBefore = await readText(overridePath);
+  const override = overridePath(input.composeFile);
+  const overrideBefore = await readText(override);
   const overrideAfter = renderOverride({ services }, input.overrideHeader ?? OVERRIDE_HEADER);
   files.push({
     kind: "override",
-    path: overridePath,
+    path: override,
     mode: 0o644,
     before: overrideBefore,
     after: overrideAfter,

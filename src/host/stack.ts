@@ -11,7 +11,7 @@ import { parse as parseYaml, parseDocument } from "yaml";
 import type { Context } from "../context.ts";
 import { type ComposeCli, detectCompose, inspectImages, type RunResult, tail } from "../docker.ts";
 import { stackError, throwIfAborted } from "../errors.ts";
-import { DEFAULT_PROJECT, ROOT_ENV } from "../layout.ts";
+import { DEFAULT_PROJECT, DEFAULT_WAIT_TIMEOUT_SEC, ROOT_ENV } from "../layout.ts";
 import { exists } from "../fsutil.ts";
 import { isSecretKey } from "../state/redact.ts";
 
@@ -573,7 +573,7 @@ export async function waitForStack(
   baseline?: Record<string, number>,
 ): Promise<{ containers: ContainerState[]; readiness: ReadinessResult[]; waitedMs: number }> {
   const start = ctx.now().getTime();
-  const timeoutMs = (opts.waitTimeoutSec ?? 300) * 1000;
+  const timeoutMs = (opts.waitTimeoutSec ?? DEFAULT_WAIT_TIMEOUT_SEC) * 1000;
   const deadline = start + timeoutMs;
   const checks = (opts.readiness ?? []).filter((r) => services.includes(r.service));
   let delay = 250;

@@ -17,6 +17,7 @@ import {
   type SkipStats,
 } from "../bundle/layerskip.ts";
 import { normalizeRef } from "../bundle/release.ts";
+import { canonicalRef } from "../host/compose.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
 import { RECOPY_HINT } from "../bundle/verify.ts";
 
@@ -122,6 +123,40 @@ export function isPresent(
   if (want.size === 0) return images.every((i) => before.ids.has(i.imageId));
   for (const [ref, id] of want) if (before.tags.get(ref) !== id) return false;
   return true;
+}
+
+/** Images in the engine: `repo:tag` (canonical, see canonicalRef) -> image ID. One docker call. */
+export async function engineImages(ctx: Context): Promise<Map<string, string>> {
+  const r = await ctx.docker.run(
+    ["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}}\t{{.ID}}"],
+  );
+  const m = new Map<string, string>();
+  if (r.code !== 0) return m;
+  for (const line of r.stdout.split("\n")) {
+    const [ref, id] = line.split("\t");
+    if (!ref || !id || ref.includes("<none>")) continue;
+    m.set(canonicalRef(ref), id.trim());
+  }
+  return m;
+}
+
+/**
+ * Whether a tar's images (or one of them) are in the engine as `engineImages` lists it: the same
+ * test as the load's (isPresent), for the plan and the disk preflight, which read no more than
+ * one `docker images`. Pure.
+ */
+export function presentInEngine(
+  images: TarImage[],
+  declared: string[],
+  engine: ReadonlyMap<string, string>,
+): boolean {
+  const want = wantedTags(images, declared);
+  const tags = new Map<string, string>();
+  for (const ref of want.keys()) {
+    const id = engine.get(canonicalRef(ref));
+    if (id) tags.set(ref, id);
+  }
+  return isPresent(images, want, { tags, ids: new Set(engine.values()) });
 }
 
 /** What to do to undo a load, given the engine before and after it. */

@@ -5,8 +5,10 @@
  * readAudit skips it, and the next append starts on a fresh line so it is not glued to it.
  */
 import { z } from "zod";
+import type { Context } from "../context.ts";
 import { AUDIT_LOG } from "../layout.ts";
 import { redactArgs } from "./redact.ts";
+import { writeAll } from "../fsutil.ts";
 
 /** What was found for one artifact (a bundle file or an image). */
 export const VerdictSchema = z.object({
@@ -93,13 +95,36 @@ export async function appendAudit(stateDir: string, entry: AuditInput): Promise<
     }
     const bytes = new TextEncoder().encode(line);
     // O_APPEND: every write goes to the end, whatever the position the read left.
-    let off = 0;
-    while (off < bytes.length) off += await f.write(bytes.subarray(off));
+    await writeAll(f, bytes);
     await f.syncData();
   } finally {
     f.close();
   }
   return line;
+}
+
+/** What a command tells about its run; auditRun adds who ran it, when, and the process. */
+export type RunRecord = Omit<AuditInput, "time" | "user" | "sudoUser" | "pid">;
+
+/**
+ * Appends the record of one run to the state dir's audit log: who ran it (USER, SUDO_USER from
+ * the context's environment), when (`time`, default the context's clock), the PID, the command
+ * line (redacted) and the outcome. The one place where commands audit their runs.
+ */
+export async function auditRun(
+  ctx: Pick<Context, "env" | "now">,
+  stateDir: string,
+  r: RunRecord,
+  time: Date = ctx.now(),
+): Promise<string> {
+  const who = await currentUser((k) => ctx.env(k));
+  return await appendAudit(stateDir, {
+    time: time.toISOString(),
+    user: who.user,
+    sudoUser: who.sudoUser,
+    pid: Deno.pid,
+    ...r,
+  });
 }
 
 /**

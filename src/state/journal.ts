@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { preflightError } from "../errors.ts";
 import { STATE_JOURNAL } from "../layout.ts";
+import { writeFileAtomic } from "../host/atomic.ts";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -90,7 +91,7 @@ export type InProgress = z.infer<typeof InProgressSchema>;
 export const ModelRecordSchema = z.object({
   files: z.number().int().nonnegative(),
   bytes: z.number().nonnegative(),
-  /** SHA-256 over the sorted `<sha256>  <relative path>\n` lines of the folder's files. */
+  /** SHA-256 over the `<sha256>  <relative path>\n` lines of the folder's files (treeDigest). */
   sha256Tree: sha256Hex,
 });
 export type ModelRecord = z.infer<typeof ModelRecordSchema>;
@@ -189,43 +190,10 @@ export async function readJournal(stateDir: string): Promise<Journal> {
   return parsed.data;
 }
 
-/** Test hooks for writeFileAtomic (to simulate a crash between its stages). */
+/** Test hooks of writeJournal (to simulate a crash between the stages of its atomic write). */
 export interface AtomicHooks {
   /** Called after the temp file is written and synced, before the rename. */
   beforeRename?: () => void | Promise<void>;
-}
-
-/**
- * Writes a file atomically: a temp file in the same dir, fsync, rename over the target, fsync of
- * the dir. Readers see the old content or the new one, never a mix, whatever the moment of a crash.
- * The temp name is fixed per target (`.<name>.tmp`): callers hold the state lock, so there is one
- * writer, and a temp file left by a crash is simply overwritten next time.
- */
-export async function writeFileAtomic(
-  path: string,
-  data: Uint8Array,
-  mode = 0o600,
-  hooks: AtomicHooks = {},
-): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
-  const tmp = `${dir}/.${path.slice(slash + 1)}.tmp`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true, mode });
-  try {
-    let off = 0;
-    while (off < data.length) off += await f.write(data.subarray(off));
-    await f.sync();
-  } finally {
-    f.close();
-  }
-  await hooks.beforeRename?.();
-  await Deno.rename(tmp, path);
-  const d = await Deno.open(dir, { read: true });
-  try {
-    await d.sync();
-  } finally {
-    d.close();
-  }
 }
 
 /** Writes the journal atomically (mode 0600), creating the state dir (0700) when needed. */
@@ -236,7 +204,14 @@ export async function writeJournal(
 ): Promise<void> {
   await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const text = JSON.stringify(JournalSchema.parse(j), null, 2) + "\n";
-  await writeFileAtomic(journalPath(stateDir), new TextEncoder().encode(text), 0o600, hooks);
+  // The temp name is fixed per target: callers hold the state lock, so there is one writer, and
+  // a temp file left by a crash is simply overwritten next time.
+  await writeFileAtomic(journalPath(stateDir), text, {
+    mode: 0o600,
+    fixedTemp: true,
+    step: "state",
+    beforeRename: hooks.beforeRename ? () => hooks.beforeRename!() : undefined,
+  });
 }
 
 // ---- verified files ----

@@ -10,6 +10,7 @@
  */
 import { preflightError } from "../errors.ts";
 import { STATE_LOCK } from "../layout.ts";
+import { writeAll } from "../fsutil.ts";
 
 /** A held lock. */
 export interface StateLock {
@@ -72,9 +73,7 @@ export async function acquireLock(stateDir: string, pid: number = Deno.pid): Pro
     );
   }
   await file.truncate(0);
-  const text = new TextEncoder().encode(`${pid}\n`);
-  let off = 0;
-  while (off < text.length) off += await file.write(text.subarray(off));
+  await writeAll(file, new TextEncoder().encode(`${pid}\n`));
   let held = true;
   const release = () => {
     if (!held) return;

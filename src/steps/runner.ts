@@ -1,0 +1,178 @@
+/**
+ * The runner of `install`'s steps: the ordered list (INSTALL_STEPS) and the one place that does
+ * the bookkeeping around them: the journal (the run begins, each step running then done, the
+ * release recorded at the end; written after each), durations, the exit code of a failure once
+ * the host was changed, and the rollback when the stack of an upgrade does not become healthy.
+ *
+ * Adding a step is one file exporting an `InstallStep` and one line in INSTALL_STEPS.
+ */
+import { ExitCode, InstallError, stackError } from "../errors.ts";
+import { engineImages } from "../images/load.ts";
+import { canonicalRef } from "../host/compose.ts";
+import { rollbackTo } from "../host/rollback.ts";
+import { sha256OfFile } from "../hash.ts";
+import { overridePath } from "../layout.ts";
+import {
+  beginRun,
+  recordRelease,
+  recordStep,
+  type Release,
+  writeJournal,
+} from "../state/journal.ts";
+import { installInputs } from "./rerun.ts";
+import type { InstallRun, InstallStep } from "./types.ts";
+import { verifyFilesStep } from "./verify_files.ts";
+import { loadStep } from "./load.ts";
+import { retagStep } from "./retag.ts";
+import { modelsStep } from "./models.ts";
+import { settingsStep } from "./settings.ts";
+import { stackStep } from "./stack.ts";
+
+/** The steps of `install` after the preflight, in order. */
+export const INSTALL_STEPS: readonly InstallStep[] = [
+  verifyFilesStep,
+  loadStep,
+  retagStep,
+  modelsStep,
+  settingsStep,
+  stackStep,
+];
+
+/**
+ * Runs the steps in order (each when its `when` allows), then records the release as installed.
+ * Throws the failing step's error: with exit 7 instead of 3 once a step that changes the host
+ * has started; during an upgrade, a stack failure first rolls the host back (exit 6 either way).
+ */
+export async function runSteps(
+  run: InstallRun,
+  steps: readonly InstallStep[] = INSTALL_STEPS,
+): Promise<void> {
+  const { ctx, options: o, journal, report } = run;
+  const save = () => writeJournal(o.stateDir, journal);
+  beginRun(journal, run.prepared.digest, Deno.pid, ctx.now());
+  await save();
+  let hostChanged = false;
+  for (const step of steps) {
+    if (step.when && !step.when(run)) continue;
+    recordStep(journal, step.name, "running");
+    await save();
+    hostChanged ||= step.changesHost;
+    const t0 = performance.now();
+    try {
+      const result = await step.run(run);
+      Object.assign(report, result.report);
+    } catch (e) {
+      if (run.previous && e instanceof InstallError && e.exitCode === ExitCode.Stack) {
+        await rollBack(run, e);
+      }
+      throw hostChanged ? afterHostChanged(e) : e;
+    } finally {
+      report.durations[step.name] = Math.round(performance.now() - t0);
+    }
+    recordStep(journal, step.name, "done");
+    await save();
+  }
+  recordRelease(journal, await releaseRecord(run, "installed"));
+  await save();
+}
+
+/**
+ * Exit 3 promises that nothing was changed: a preflight-kind error raised after the host was
+ * changed (a file that changed under us, an unreadable file) exits 7 instead.
+ */
+function afterHostChanged(e: unknown): unknown {
+  if (!(e instanceof InstallError) || e.exitCode !== ExitCode.Preflight) return e;
+  return new InstallError(
+    e.step,
+    e.message,
+    ExitCode.Partial,
+    e.hint ?? "What was done is in the journal (`cortex-install status`); fix the cause and " +
+        "run the same command again to resume.",
+    e.detail,
+  );
+}
+
+/** The release this run installs (or failed to), for the journal: what a rollback restores. */
+async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Promise<Release> {
+  const { ctx, options: o, prepared: p, report } = run;
+  const envFiles: Release["envFiles"] = {};
+  for (const f of report.settings?.files ?? []) {
+    const sha = await sha256OfFile(f.path);
+    const prevBackup = run.previous?.envFiles[f.path]?.backup;
+    if (sha) {
+      envFiles[f.path] = { sha256: sha, backup: f.backup ?? (f.changed ? undefined : prevBackup) };
+    }
+  }
+  // Images of the release, by ref, for rollback and the re-run check.
+  const engine = await engineImages(ctx);
+  const images: Record<string, string> = {};
+  for (const i of p.plan.images) {
+    for (const r of i.refs) {
+      const id = engine.get(canonicalRef(r));
+      if (id) images[r] = id;
+    }
+  }
+  for (const n of p.imagePlan.needs) {
+    const id = engine.get(canonicalRef(n.ref));
+    if (id) images[n.ref] = id;
+  }
+  const engineRefs: Record<string, string> = {};
+  for (const img of p.bundle.images) {
+    const idx = p.indexes.get(img.file);
+    if (img.role && idx?.images[0]?.repoTags[0]) engineRefs[img.role] = idx.images[0].repoTags[0];
+  }
+  return {
+    release: p.plan.bundle.release ?? "unknown",
+    bundleDigest: p.digest,
+    bundleDir: p.bundle.dir,
+    installedAt: ctx.now().toISOString(),
+    engineRefs,
+    images,
+    envFiles,
+    override: overridePath(o.composeFile),
+    outcome,
+    stack: {
+      cortexDir: o.cortexDir,
+      composeFile: o.composeFile,
+      project: o.project,
+      profiles: p.profiles,
+      readiness: p.readiness,
+    },
+    inputs: await installInputs(o),
+  };
+}
+
+/**
+ * The stack of an upgrade did not become healthy: record this release as failed and return the
+ * host to the previous one (files, image tags, stack). Always throws a stack error (exit 6).
+ */
+async function rollBack(run: InstallRun, e: InstallError): Promise<never> {
+  const { ctx, options: o, journal, prepared: p } = run;
+  const previous = run.previous!;
+  ctx.log.warn(`The updated stack did not become healthy: ${e.message}`);
+  ctx.log.warn(`Rolling back to Cortex ${previous.release}`);
+  const failed = await releaseRecord(run, "failed");
+  const from = recordRelease(journal, failed);
+  await writeJournal(o.stateDir, journal);
+  try {
+    await rollbackTo(ctx, journal, {
+      waitTimeoutSec: o.waitTimeoutSec,
+      from,
+      stack: failed.stack!,
+    });
+    await writeJournal(o.stateDir, journal);
+  } catch (re) {
+    throw stackError(
+      `The update to Cortex ${p.plan.bundle.release} failed (${e.message}) and the rollback to ${previous.release} failed too: ${
+        (re as Error).message
+      }`,
+      "Run `cortex-install status` and `cortex-install rollback`.",
+      e.detail,
+    );
+  }
+  throw stackError(
+    `The update to Cortex ${p.plan.bundle.release} failed: ${e.message}. The host was rolled back to Cortex ${previous.release}, which is healthy.`,
+    "The logs of the failing service are below. Fix the cause and run the update again.",
+    e.detail,
+  );
+}

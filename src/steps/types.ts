@@ -1,0 +1,189 @@
+/**
+ * The shapes of `install`: its options, the plan shown before asking, the report, what the
+ * preflight prepares, and the one shape every step has (`InstallStep`), run by steps/runner.ts.
+ */
+import type { Context } from "../context.ts";
+import type { Bundle, TarIndex } from "../bundle/types.ts";
+import type { ReleaseManifest } from "../bundle/release.ts";
+import type { VerifyReport } from "../bundle/verify.ts";
+import type { DoctorReport } from "../doctor/mod.ts";
+import type { ImagePlan } from "../host/compose.ts";
+import type { SettingsPlan, SettingsResult } from "../host/settings.ts";
+import type { ModelPlan } from "../host/models/plan.ts";
+import type { ModelsResult } from "../host/models/copy.ts";
+import type { Readiness, StackResult } from "../host/stack.ts";
+import type { LoadReport } from "../images/load.ts";
+import type { Journal, Release } from "../state/journal.ts";
+import type { Verdict } from "../state/audit.ts";
+import {
+  DEFAULT_HF_CACHE_DIR,
+  DEFAULT_MODELS_DIR,
+  DEFAULT_PROJECT,
+  DEFAULT_STATE_DIR,
+  DEFAULT_WAIT_TIMEOUT_SEC,
+} from "../layout.ts";
+
+export interface InstallOptions {
+  bundleDir: string;
+  cortexDir: string;
+  composeFile: string;
+  project: string;
+  modelsDir: string;
+  hfCacheDir: string;
+  stateDir: string;
+  manifestPath?: string;
+  network?: "offline" | "online";
+  profiles?: string[];
+  waitTimeoutSec: number;
+  skipModels: boolean;
+  skipStart: boolean;
+  link: boolean;
+  allowDowngrade: boolean;
+  allowUnlisted: boolean;
+  noVerify: boolean;
+  /** Compute and return the plan; change nothing (no lock either). */
+  dryRun: boolean;
+  /** Asked once with the plan; false cancels before any write. */
+  confirm: (plan: InstallPlan) => Promise<boolean>;
+  /** The command line, for the audit log (redacted there). */
+  argv: string[];
+}
+
+/** What every caller must say; everything else has a default (see installOptions). */
+export type InstallInputs =
+  & Pick<InstallOptions, "bundleDir" | "cortexDir" | "composeFile">
+  & Partial<InstallOptions>;
+
+/**
+ * The one builder of install options: the given values, and the defaults (layout.ts) for the
+ * rest. A run built without `confirm` goes on without asking (the CLI passes its prompt).
+ */
+export function installOptions(i: InstallInputs): InstallOptions {
+  const defaults: Omit<
+    InstallOptions,
+    keyof InstallInputs & ("bundleDir" | "cortexDir" | "composeFile")
+  > = {
+    project: DEFAULT_PROJECT,
+    modelsDir: DEFAULT_MODELS_DIR,
+    hfCacheDir: DEFAULT_HF_CACHE_DIR,
+    stateDir: DEFAULT_STATE_DIR,
+    waitTimeoutSec: DEFAULT_WAIT_TIMEOUT_SEC,
+    skipModels: false,
+    skipStart: false,
+    link: false,
+    allowDowngrade: false,
+    allowUnlisted: false,
+    noVerify: false,
+    dryRun: false,
+    confirm: () => Promise.resolve(true),
+    argv: [],
+  };
+  // An option given as undefined takes its default.
+  const given = Object.fromEntries(Object.entries(i).filter(([, v]) => v !== undefined));
+  return { ...defaults, ...given as InstallInputs };
+}
+
+/** What install will do; printed by `plan` and shown before asking to go on. */
+export interface InstallPlan {
+  bundle: { dir: string; format: string; digest: string; release?: string; warnings: string[] };
+  installed?: { release: string; bundleDigest: string; installedAt: string };
+  upgrade: boolean;
+  resume: boolean;
+  network: DoctorReport["network"];
+  gpu: {
+    state: string;
+    driverVersion?: string;
+    cudaVersion?: string;
+    gpus: number;
+    nvidiaRuntime: boolean;
+  };
+  profiles: string[];
+  checks: DoctorReport["checks"];
+  disk: DoctorReport["disk"];
+  images: {
+    file: string;
+    refs: string[];
+    imageId: string;
+    action: "load" | "present";
+    critical: boolean;
+  }[];
+  retags: { service: string; from: string; to: string }[];
+  services: { name: string; image?: string }[];
+  settings: {
+    path: string;
+    changed: boolean;
+    keys: { key: string; old?: string; new: string }[];
+  }[];
+  models: { name: string; target: string; action: string; bytes: number }[];
+}
+
+export interface InstallReport {
+  command: "install" | "plan";
+  ok: boolean;
+  /** "installed", "unchanged" (re-run with nothing to do), "planned", "cancelled". */
+  outcome: "installed" | "unchanged" | "planned" | "cancelled";
+  plan?: InstallPlan;
+  network?: DoctorReport["network"];
+  gpu?: InstallPlan["gpu"];
+  images?: LoadReport;
+  retags?: InstallPlan["retags"];
+  files?: VerifyReport["files"];
+  models?: ModelsResult;
+  settings?: SettingsResult;
+  stack?: StackResult | { services: unknown[]; healthy: boolean; repaired: boolean };
+  urls?: string[];
+  durations: Record<string, number>;
+}
+
+/** Everything the preflight read, checked and computed before the first write. */
+export interface Prepared {
+  release: ReleaseManifest;
+  bundle: Bundle;
+  digest: string;
+  indexes: Map<string, TarIndex>;
+  doctor: DoctorReport;
+  profiles: string[];
+  imagePlan: ImagePlan;
+  settingsPlan: SettingsPlan;
+  modelPlan?: ModelPlan;
+  readiness: Readiness[];
+  plan: InstallPlan;
+}
+
+/** One install under way, handed to each step. */
+export interface InstallRun {
+  ctx: Context;
+  options: InstallOptions;
+  prepared: Prepared;
+  /** The state journal; steps record in it, the runner writes it. */
+  journal: Journal;
+  /** The report being built: each step's `report` is merged into it as the step ends. */
+  report: InstallReport;
+  /** What was found for each artifact, for the audit log: steps append as they find. */
+  verdicts: Verdict[];
+  /** The release in effect before this run when it is an upgrade: what a rollback returns to. */
+  previous?: Release;
+}
+
+/** What a step hands back to the runner. */
+export interface StepResult {
+  /** Fields this step adds to the install report. */
+  report?: Partial<InstallReport>;
+}
+
+/**
+ * One step of `install`: a file of src/steps/ exporting one of these, listed in INSTALL_STEPS.
+ * The runner records it in the journal (running, done), times it and merges its result.
+ */
+export interface InstallStep {
+  /** The name in the journal, in `durations` and in errors. */
+  name: string;
+  /**
+   * Whether it may change the host (images, files, containers). Once such a step has started,
+   * a failure exits 7 (the host was changed: the journal says what was done), never 3.
+   */
+  changesHost: boolean;
+  /** Run only when this says so (default: always). */
+  when?: (run: InstallRun) => boolean;
+  run(run: InstallRun): Promise<StepResult>;
+}
