@@ -9,7 +9,7 @@ import type { DoctorDeps } from "../../src/doctor/mod.ts";
 import type { RunResult } from "../../src/docker.ts";
 import { type InstallOptions, installOptions } from "../../src/steps/types.ts";
 import { dockerSaveTar, sha256 } from "./tarbuild.ts";
-import { fakeClock, ScriptedDocker } from "./scripted_docker.ts";
+import { fakeClock, type ScriptedDocker } from "./scripted_docker.ts";
 
 export interface UnitImage {
   /** The tar's RepoTags[0], e.g. `cit-unit/app:1`. */
