@@ -32,11 +32,19 @@ Deno.test("Progress clamps done at the total and prints plain lines off a TTY", 
 });
 
 Deno.test("Progress redraws one line on a TTY", () => {
+  let now = 0;
   const s = sink(true);
-  const p = new Progress(s.sink, () => 0);
+  const p = new Progress(s.sink, () => now);
   p.addTotal(10);
   p.label("load a.tar");
+  p.advance(5); // within 100 ms of the last draw: no redraw
+  now = 200;
+  p.advance(5);
+  assert.equal(s.out.length, 2, `drawn: ${JSON.stringify(s.out)}`);
   assert.ok(s.out.every((l) => l.startsWith("\r\x1b[2K")));
+  assert.ok(s.out.every((l) => !l.includes("\n")), "one line, redrawn in place");
+  assert.match(s.out[0], /\[ {2}0%\].* {2}load a\.tar$/);
+  assert.match(s.out[1], /\[100%\] 10 B\/10 B .* {2}load a\.tar$/);
 });
 
 Deno.test("formatBytes() and formatDuration()", () => {

@@ -10,6 +10,13 @@
  * layer against its diff ID); it can never load wrong content.
  */
 import { createHash } from "node:crypto";
+import {
+  cString,
+  headerChecksum,
+  parsePaxRecords,
+  parseTarHeader,
+  type TarHeader,
+} from "./tarindex.ts";
 
 const BLOCK = 512;
 
@@ -98,46 +105,9 @@ export function layersToBlank(
   return out;
 }
 
-// ---- tar header helpers (pure) ----
+// ---- tar header writing (pure); reading is tarindex.ts's one parser ----
 
-const dec = new TextDecoder();
 const enc = new TextEncoder();
-
-/** A NUL-terminated string field. */
-function cstr(b: Uint8Array, off: number, len: number): string {
-  let end = off;
-  while (end < off + len && b[end] !== 0) end++;
-  return dec.decode(b.subarray(off, end));
-}
-
-/** A numeric field: octal text, or base-256 when the high bit of the first byte is set. */
-export function parseNumeric(b: Uint8Array, off: number, len: number): number {
-  if (b[off] & 0x80) {
-    let v = b[off] & 0x3f; // 0x40 bit would be the sign: negative sizes are not valid
-    if (b[off] & 0x40) return NaN;
-    for (let i = 1; i < len; i++) v = v * 256 + b[off + i];
-    return v;
-  }
-  const s = cstr(b, off, len).trim();
-  if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) return NaN;
-  return parseInt(s, 8);
-}
-
-function checksumOf(h: Uint8Array): number {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
-  return sum;
-}
-
-function validChecksum(h: Uint8Array): boolean {
-  const want = parseNumeric(h, 148, 8);
-  if (want === checksumOf(h)) return true;
-  // Some old tars summed signed bytes.
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) signed += i >= 148 && i < 156 ? 32 : (h[i] << 24) >> 24;
-  return want === signed;
-}
 
 /** Returns a copy of a header with a new size (octal) and a recomputed checksum. */
 export function withSize(h: Uint8Array, size: number): Uint8Array {
@@ -145,28 +115,18 @@ export function withSize(h: Uint8Array, size: number): Uint8Array {
   const field = size.toString(8).padStart(11, "0") + "\0";
   if (field.length !== 12) throw new Error(`size ${size} does not fit an octal tar field`);
   out.set(enc.encode(field), 124);
-  const sum = checksumOf(out).toString(8).padStart(6, "0") + "\0 ";
+  const sum = headerChecksum(out).toString(8).padStart(6, "0") + "\0 ";
   out.set(enc.encode(sum), 148);
   return out;
 }
 
-/** PAX records (`<len> key=value\n`) as raw slices with their keys. */
-function paxRecords(data: Uint8Array): { key: string; value: string; raw: Uint8Array }[] {
-  const out: { key: string; value: string; raw: Uint8Array }[] = [];
-  let i = 0;
-  while (i < data.length) {
-    if (data[i] === 0) break; // padding inside the declared size
-    let sp = i;
-    while (sp < data.length && data[sp] !== 0x20) sp++;
-    const len = parseInt(dec.decode(data.subarray(i, sp)), 10);
-    if (!(len > 0) || i + len > data.length) throw new Error("bad PAX record");
-    const rec = dec.decode(data.subarray(sp + 1, i + len - 1));
-    const eq = rec.indexOf("=");
-    if (eq < 0) throw new Error("bad PAX record");
-    out.push({ key: rec.slice(0, eq), value: rec.slice(eq + 1), raw: data.subarray(i, i + len) });
-    i += len;
-  }
-  return out;
+/** One PAX record, `<len> key=value\n`, where `<len>` counts the whole record with itself. */
+function paxRecord(key: string, value: string): Uint8Array {
+  const body = ` ${key}=${value}\n`;
+  const bodyLen = enc.encode(body).length;
+  let len = bodyLen + String(bodyLen).length;
+  if (String(len).length !== String(bodyLen).length) len = bodyLen + String(len).length;
+  return enc.encode(`${len}${body}`);
 }
 
 const pad = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
@@ -196,7 +156,8 @@ export function skipLayersTransform(
   let mode: "header" | "pass" | "skip" | "meta" | "raw" = "header";
   let remaining = 0;
   // The pending metadata entries for the next entry (kept until its header is read).
-  let pending: { header: Uint8Array; data: Uint8Array; type: string }[] = [];
+  // `data` holds the entry's padding too; `size` is its length without it.
+  let pending: { header: Uint8Array; data: Uint8Array; size: number; type: string }[] = [];
   let meta:
     | { header: Uint8Array; data: Uint8Array; fill: number; size: number; type: string }
     | null = null;
@@ -223,16 +184,20 @@ export function skipLayersTransform(
 
   /** Handles a complete header block. */
   const onHeader = (c: TransformStreamDefaultController<Uint8Array>, h: Uint8Array) => {
-    if (h.every((b) => b === 0)) {
+    let hdr: TarHeader | null;
+    try {
+      hdr = parseTarHeader(h);
+    } catch {
+      return giveUp(c, h);
+    }
+    if (hdr === null) {
       // End-of-archive marker (or padding): pass it and everything after it on unchanged.
       flushPending(c);
       c.enqueue(h);
       return;
     }
-    if (!validChecksum(h)) return giveUp(c, h);
-    const type = String.fromCharCode(h[156] || 0x30);
-    let size = parseNumeric(h, 124, 12);
-    if (!Number.isSafeInteger(size)) return giveUp(c, h);
+    const type = hdr.typeflag;
+    let size = hdr.size;
     if (META_TYPES.has(type)) {
       if (size > MAX_META) return giveUp(c, h);
       meta = { header: h, data: new Uint8Array(size + pad(size)), fill: 0, size, type };
@@ -242,38 +207,40 @@ export function skipLayersTransform(
       return;
     }
     // A real entry: work out its name and size from the pending metadata.
-    let name = cstr(h, 0, 100);
-    const magic = dec.decode(h.subarray(257, 263));
-    if (magic === "ustar\0") {
-      const prefix = cstr(h, 345, 155);
-      if (prefix) name = prefix + "/" + name;
-    }
+    let name = hdr.name;
     let paxSize = false;
-    for (const p of pending) {
-      if (p.type === "L") name = cstr(p.data, 0, p.data.length);
-      if (p.type === "x") {
-        for (const r of paxRecords(p.data)) {
-          if (r.key === "path") name = r.value;
-          if (r.key === "size") {
-            size = Number(r.value);
-            paxSize = true;
-            if (!Number.isSafeInteger(size) || size < 0) return giveUp(c, h);
-          }
-        }
+    let records: Record<string, string>[] = [];
+    try {
+      records = pending.map((p) =>
+        p.type === "x" ? parsePaxRecords(p.data.subarray(0, p.size)) : {}
+      );
+    } catch {
+      return giveUp(c, h);
+    }
+    for (const [i, p] of pending.entries()) {
+      if (p.type === "L") name = cString(p.data, 0, p.size);
+      const r = records[i];
+      if (r.path !== undefined) name = r.path;
+      if (r.size !== undefined) {
+        size = Number(r.size);
+        paxSize = true;
+        if (!Number.isSafeInteger(size) || size < 0) return giveUp(c, h);
       }
     }
     const dataLen = HEADER_ONLY.has(type) ? 0 : size;
     const isFile = type === "0" || type === "7";
     if (isFile && dataLen > 0 && want.has(normName(name))) {
       if (paxSize) {
-        pending = pending.map((p) => {
+        pending = pending.map((p, i) => {
           if (p.type !== "x") return p;
-          const kept = paxRecords(p.data).filter((r) => r.key !== "size").map((r) => r.raw);
+          const kept = Object.entries(records[i]).filter(([k]) => k !== "size").map(([k, v]) =>
+            paxRecord(k, v)
+          );
           const len = kept.reduce((n, r) => n + r.length, 0);
           const data = new Uint8Array(len + pad(len));
           let o = 0;
           for (const r of kept) data.set(r, o), o += r.length;
-          return { header: withSize(p.header, len), data, type: "x" };
+          return { header: withSize(p.header, len), data, size: len, type: "x" };
         });
       }
       flushPending(c);
@@ -295,7 +262,7 @@ export function skipLayersTransform(
   const endMeta = () => {
     const m = meta!;
     meta = null;
-    pending.push({ header: m.header, data: m.data, type: m.type });
+    pending.push({ header: m.header, data: m.data, size: m.size, type: m.type });
     mode = "header";
   };
 

@@ -1,13 +1,12 @@
-import { assert, assertEquals, assertMatch, assertNotEquals } from "../../test/support/assert.ts";
+import { assertEquals, assertMatch } from "../../test/support/assert.ts";
 import {
   chainIds,
   layersToBlank,
-  parseNumeric,
   presentChains,
   skipLayersTransform,
   type SkipStats,
 } from "./layerskip.ts";
-import { inspectImages, processDocker, runCommand, runDocker } from "../docker.ts";
+import { parseNumericField } from "./tarindex.ts";
 
 const enc = new TextEncoder();
 
@@ -255,21 +254,6 @@ Deno.test("skipLayersTransform() passes a non-tar on unchanged", async (t) => {
   });
 });
 
-Deno.test("parseNumeric() reads octal and base-256 fields", async (t) => {
-  const cases: [string, Uint8Array, number][] = [
-    ["octal", header("a", 0o1234).subarray(124, 136), 0o1234],
-    [
-      "base-256 over 8 GiB",
-      header("a", 20 * 2 ** 30, "0", { base256: true }).subarray(124, 136),
-      20 * 2 ** 30,
-    ],
-    ["empty", new Uint8Array(12), 0],
-  ];
-  for (const [name, b, want] of cases) {
-    await t.step(name, () => assertEquals(parseNumeric(b, 0, 12), want));
-  }
-});
-
 async function sha256Hex(s: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", enc.encode(s));
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -323,131 +307,17 @@ Deno.test("layersToBlank() blanks only layers whose whole chain is present", asy
   });
 });
 
-// ---- against the real engine ----
-
-const dockerUp = await new Deno.Command("docker", {
-  args: ["info"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((o) => o.code === 0, () => false);
-
-async function sh(cmd: string[], stdin?: ReadableStream<Uint8Array>) {
-  const r = await runCommand(cmd[0], cmd.slice(1), { stdin });
-  if (r.code !== 0) throw new Error(`${cmd.join(" ")} failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-interface SavedImage {
-  id: string;
-  diffIds: string[];
-  layerPaths: string[];
-}
-
-/** Reads the first image of a legacy `docker save` tar with GNU tar (not the code under test). */
-async function readSaved(tarPath: string): Promise<SavedImage> {
-  const manifest = JSON.parse(await sh(["tar", "-xOf", tarPath, "manifest.json"]));
-  const config = JSON.parse(await sh(["tar", "-xOf", tarPath, manifest[0].Config]));
-  const hex = manifest[0].Config.replace(/^blobs\/sha256\//, "").replace(/\.json$/, "");
-  return { id: `sha256:${hex}`, diffIds: config.rootfs.diff_ids, layerPaths: manifest[0].Layers };
-}
-
-/** Builds base A (busybox, a unique file, optionally big) and B = A + one RUN layer. */
-async function makeImages(dir: string, bigMiB = 0) {
-  const tag = `cit-state-${crypto.randomUUID().slice(0, 8)}`;
-  const root = `${dir}/root`;
-  await Deno.mkdir(`${root}/bin`, { recursive: true });
-  await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
-  for (const l of ["sh", "cat", "echo"]) await Deno.symlink("busybox", `${root}/bin/${l}`);
-  await Deno.writeTextFile(`${root}/unique`, tag);
-  if (bigMiB) await sh(["sh", "-c", `head -c ${bigMiB}M /dev/urandom > ${root}/big`]);
-  const a = `${tag}/a:1`;
-  const b = `${tag}/b:1`;
-  await sh(["sh", "-c", `tar -C ${root} -c . | docker import --change 'LABEL cit=1' - ${a}`]);
-  await Deno.writeTextFile(`${dir}/Dockerfile`, `FROM ${a}\nRUN echo x-${tag} > /f\n`);
-  await Deno.writeTextFile(`${dir}/.dockerignore`, "*\n");
-  await sh(["docker", "build", "--network", "none", "-q", "-t", b, dir]);
-  return { a, b, tag };
-}
-
-/** Streams a tar through the transform into `docker load`. */
-async function loadBlanked(tarPath: string, blank: Set<string>) {
-  const stats: SkipStats = { blanked: [], skippedBytes: 0, gaveUp: false };
-  const file = await Deno.open(tarPath);
-  const r = await runDocker(["load"], {
-    stdin: file.readable.pipeThrough(skipLayersTransform(blank, stats)),
-  });
-  return { r, stats };
-}
-
-Deno.test({
-  name: "skipLayersTransform() lets docker load an image whose base layers are left out",
-  ignore: !dockerUp,
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "cit-state-layerskip-" });
-    const { a, b } = await makeImages(dir);
-    try {
-      await sh(["docker", "save", "-o", `${dir}/b.tar`, b]);
-      const saved = await readSaved(`${dir}/b.tar`);
-      assertEquals(saved.diffIds.length, 2);
-      assertEquals(await sh(["docker", "image", "inspect", "-f", "{{.Id}}", b]), saved.id);
-      await sh(["docker", "rmi", b]);
-      const aInfo = (await inspectImages(processDocker(), [a])).get(a)!;
-      const blank = layersToBlank(saved, presentChains([aInfo.layers]));
-      assertEquals([...blank], [saved.layerPaths[0]]);
-
-      const { r, stats } = await loadBlanked(`${dir}/b.tar`, blank);
-      assertEquals(r.code, 0, r.stderr);
-      assertEquals(stats.blanked, [saved.layerPaths[0]]);
-      assert(stats.skippedBytes > 1_000_000, `skipped ${stats.skippedBytes}`);
-      assertEquals(await sh(["docker", "image", "inspect", "-f", "{{.Id}}", b]), saved.id);
-      const f = await sh(["docker", "run", "--rm", "--network", "none", b, "cat", "/f"]);
-      assertMatch(f, /^x-cit-state-/);
-
-      // Fails closed: without the base in the engine, the blanked stream cannot load.
-      await sh(["docker", "rmi", b, a]);
-      const again = await loadBlanked(`${dir}/b.tar`, blank);
-      assertNotEquals(again.r.code, 0);
-      assertEquals((await inspectImages(processDocker(), [b])).size, 0);
-    } finally {
-      await runDocker(["rmi", b, a]);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
-Deno.test({
-  name: "skipLayersTransform() timing with a 1 GiB base present (CIT_LAYERSKIP_BENCH=1)",
-  ignore: !dockerUp || Deno.env.get("CIT_LAYERSKIP_BENCH") !== "1",
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "cit-state-layerskip-" });
-    const { a, b } = await makeImages(dir, 1024);
-    try {
-      await sh(["docker", "save", "-o", `${dir}/b.tar`, b]);
-      const saved = await readSaved(`${dir}/b.tar`);
-      const aInfo = (await inspectImages(processDocker(), [a])).get(a)!;
-      const blank = layersToBlank(saved, presentChains([aInfo.layers]));
-      const time = async (f: () => Promise<unknown>) => {
-        await sh(["docker", "rmi", b]);
-        const t0 = performance.now();
-        await f();
-        return ((performance.now() - t0) / 1000).toFixed(2);
-      };
-      const plain = await time(() => sh(["docker", "load", "-i", `${dir}/b.tar`]));
-      const blanked = await time(async () => {
-        const { r } = await loadBlanked(`${dir}/b.tar`, blank);
-        assertEquals(r.code, 0, r.stderr);
-      });
-      const hashOnly = await time(() => sh(["sha256sum", `${dir}/b.tar`]));
-      await sh(["docker", "image", "inspect", b]).catch(() =>
-        sh(["docker", "load", "-i", `${dir}/b.tar`])
-      );
-      console.log(
-        `1 GiB base present: docker load ${plain}s, blanked load ${blanked}s (sha256sum alone ${hashOnly}s)`,
-      );
-    } finally {
-      await runDocker(["rmi", b, a]);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+Deno.test("parseNumericField() reads the octal and base-256 sizes of this writer's headers", async (t) => {
+  const cases: [string, Uint8Array, number][] = [
+    ["octal", header("a", 0o1234).subarray(124, 136), 0o1234],
+    [
+      "base-256 over 8 GiB",
+      header("a", 20 * 2 ** 30, "0", { base256: true }).subarray(124, 136),
+      20 * 2 ** 30,
+    ],
+    ["empty", new Uint8Array(12), 0],
+  ];
+  for (const [name, b, want] of cases) {
+    await t.step(name, () => assertEquals(parseNumericField(b, 0, 12), want));
+  }
 });

@@ -50,7 +50,8 @@ export interface TarEntry {
 
 const dec = new TextDecoder();
 
-function cString(b: Uint8Array, start: number, len: number): string {
+/** A NUL-terminated string field of a tar header (or a GNU long-name record). */
+export function cString(b: Uint8Array, start: number, len: number): string {
   let end = start;
   const max = start + len;
   while (end < max && b[end] !== 0) end++;
@@ -77,8 +78,18 @@ export function parseNumericField(b: Uint8Array, start: number, len: number): nu
   return parseInt(text, 8);
 }
 
+/** The checksum of a header block: the sum of its bytes, the checksum field counted as spaces. */
+export function headerChecksum(block: Uint8Array, signed = false): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    sum += i >= 148 && i < 156 ? 0x20 : signed ? (block[i] << 24) >> 24 : block[i];
+  }
+  return sum;
+}
+
 /**
- * Parses one 512-byte tar header block. Returns null for an all-zero block (end of archive).
+ * Parses one 512-byte tar header block (the one tar header parser: the index reader here and the
+ * layer-blanking stream of layerskip.ts both use it). Returns null for an all-zero block (end of archive).
  * Throws TarFormatError when the block is not a tar header (bad checksum or numbers).
  * Supports ustar (with prefix), GNU (magic `ustar  `) and v7 headers, and base-256 sizes.
  */
@@ -92,10 +103,11 @@ export function parseTarHeader(block: Uint8Array): TarHeader | null {
     }
   }
   if (zero) return null;
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i];
   const stored = parseNumericField(block, 148, 8);
-  if (stored !== sum) throw new TarFormatError("bad tar header checksum");
+  // Some old tars summed signed bytes; Go's archive/tar (docker's reader) accepts both sums.
+  if (stored !== headerChecksum(block) && stored !== headerChecksum(block, true)) {
+    throw new TarFormatError("bad tar header checksum");
+  }
   const magic = cString(block, 257, 6);
   const version = dec.decode(block.subarray(263, 265));
   const format = magic === "ustar" && version === "  "

@@ -9,7 +9,7 @@ import {
   tarEntries,
   TarFormatError,
 } from "./tarindex.ts";
-import { buildHeader, buildTar, dockerSaveTar, gzip, sha256 } from "../../test/support/tarbuild.ts";
+import { buildHeader, buildTar, dockerSaveTar, gzip } from "../../test/support/tarbuild.ts";
 
 async function tmpFile(data: Uint8Array, suffix = ".tar"): Promise<string> {
   const p = await Deno.makeTempFile({ prefix: "cit-tarindex-", suffix });
@@ -276,110 +276,15 @@ Deno.test("readTarIndex() skips data by seeking (a sparse 9 GiB layer costs no r
     await f.seek(0, Deno.SeekMode.End);
     await f.write(save.tar);
     f.close();
-    const t0 = performance.now();
+    // Bounded work: the bytes this process read (/proc/self/io rchar) while indexing a 9 GiB tar.
+    const rchar = () => Number(/^rchar: (\d+)$/m.exec(Deno.readTextFileSync("/proc/self/io"))![1]);
+    const read0 = rchar();
     const idx = await readTarIndex(path);
-    assert.ok(performance.now() - t0 < 30_000);
+    const read = rchar() - read0;
+    assert.ok(read < 1024 * 1024, `read ${read} bytes of a ${size} B tar`);
     assert.equal(idx.entrySizes["huge/blob.bin"], size);
     assert.equal(idx.images[0].imageId, save.images[0].imageId);
   } finally {
     await Deno.remove(path);
   }
-});
-
-async function dockerAvailable(): Promise<boolean> {
-  try {
-    const r = await new Deno.Command("docker", { args: ["info"], stdout: "null", stderr: "null" })
-      .output();
-    return r.success;
-  } catch {
-    return false;
-  }
-}
-
-async function run(cmd: string, args: string[], stdin?: Uint8Array): Promise<string> {
-  const p = new Deno.Command(cmd, {
-    args,
-    stdin: stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin) {
-    const w = p.stdin.getWriter();
-    await w.write(stdin);
-    await w.close();
-  }
-  const r = await p.output();
-  const out = new TextDecoder().decode(r.stdout);
-  if (!r.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
-  }
-  return out.trim();
-}
-
-Deno.test({
-  name: "readTarIndex() gives the image ID docker reports for a real docker save",
-  ignore: !(await dockerAvailable()),
-  async fn(t) {
-    const tag = Math.random().toString(36).slice(2, 10);
-    const ref = `cit-tarindex-${tag}/img:v1`;
-    const dir = await Deno.makeTempDir({ prefix: "cit-tarindex-" });
-    try {
-      const rootfs = `${dir}/rootfs`;
-      await Deno.mkdir(`${rootfs}/bin`, { recursive: true });
-      await Deno.copyFile("/bin/busybox", `${rootfs}/bin/busybox`);
-      await Deno.symlink("busybox", `${rootfs}/bin/sh`);
-      await Deno.writeTextFile(`${rootfs}/unique`, ref);
-      const tarBytes = (await new Deno.Command("tar", { args: ["-C", rootfs, "-c", "."] })
-        .output()).stdout;
-      await run("docker", ["import", "--change", "LABEL cit=1", "-", ref], tarBytes);
-      const id = await run("docker", ["image", "inspect", "--format", "{{.Id}}", ref]);
-      const diffIds = JSON.parse(
-        await run("docker", ["image", "inspect", "--format", "{{json .RootFS.Layers}}", ref]),
-      );
-      const saved = `${dir}/img.tar`;
-      await run("docker", ["save", "-o", saved, ref]);
-      await t.step("docker save tar", async () => {
-        const idx = await readTarIndex(saved);
-        assert.equal(idx.images.length, 1);
-        assert.equal(idx.images[0].imageId, id);
-        assert.deepEqual(idx.images[0].repoTags, [ref]);
-        assert.deepEqual(idx.images[0].diffIds, diffIds);
-      });
-      await t.step("gzip of the docker save tar", async () => {
-        const gz = `${dir}/img.tar.gz`;
-        await Deno.writeFile(gz, await gzip(await Deno.readFile(saved)));
-        const idx = await readTarIndex(gz);
-        assert.equal(idx.compressed, true);
-        assert.equal(idx.images[0].imageId, id);
-      });
-      const hasSkopeo = await run("skopeo", ["--version"]).then(() => true, () => false);
-      await t.step({
-        name: "skopeo oci-archive (OCI layout, no manifest.json)",
-        ignore: !hasSkopeo,
-        fn: async () => {
-          const oci = `${dir}/img-oci.tar`;
-          await run("skopeo", [
-            "copy",
-            "--insecure-policy",
-            `docker-archive:${saved}`,
-            `oci-archive:${oci}:${ref}`,
-          ]);
-          const idx = await readTarIndex(oci);
-          assert.equal(idx.layout, "oci");
-          assert.equal(idx.images.length, 1);
-          // skopeo rewrites the config as an OCI config: the ID is that blob's digest, and the
-          // layers (diff IDs) stay those docker reports.
-          const rawConfig = (await new Deno.Command("skopeo", {
-            args: ["inspect", "--raw", "--config", `oci-archive:${oci}`],
-          }).output()).stdout;
-          assert.equal(idx.images[0].imageId, `sha256:${sha256(rawConfig)}`);
-          assert.deepEqual(idx.images[0].diffIds, diffIds);
-          assert.deepEqual(idx.images[0].repoTags, [ref]);
-        },
-      });
-    } finally {
-      await run("docker", ["image", "rm", "-f", ref]).catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
 });

@@ -6,8 +6,9 @@ import {
   assertNotMatch,
   assertRejects,
 } from "../../test/support/assert.ts";
+import { fakeClock, ScriptedDocker } from "../../test/support/scripted_docker.ts";
 import { createContext } from "../context.ts";
-import { type ComposeCli, detectCompose, processDocker, runDocker } from "../docker.ts";
+import type { ComposeCli } from "../docker.ts";
 import { ExitCode, InstallError } from "../errors.ts";
 import {
   activeServices,
@@ -18,9 +19,7 @@ import {
   mergeLogs,
   parseInspect,
   redactSecrets,
-  stackStatus,
   startStack,
-  stopStack,
   stripTopLevelName,
   upArgs,
 } from "./stack.ts";
@@ -322,197 +321,94 @@ Deno.test("mergeLogs() orders stdout and stderr by time and keeps the tail", () 
 });
 
 // ---------------------------------------------------------------------------------------------
-// Integration: a real engine and compose (skipped when there is none)
+// The shell through the Docker seam (no engine): calls made and work bounded (polls, sleeps)
 // ---------------------------------------------------------------------------------------------
 
-async function engine(): Promise<ComposeCli | undefined> {
-  const info = await runDocker(["info", "--format", "{{.ServerVersion}}"]);
-  if (info.code !== 0) return undefined;
-  return await detectCompose(processDocker());
-}
-const compose = await engine();
+const ID_OK = `sha256:${"a".repeat(64)}`;
+const ID_BAD = `sha256:${"b".repeat(64)}`;
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function makeImage(ref: string, unique: string): Promise<void> {
-  const root = await Deno.makeTempDir({ prefix: "cit-stack-root-" });
-  try {
-    await Deno.mkdir(join(root, "bin"));
-    await Deno.copyFile("/bin/busybox", join(root, "bin/busybox"));
-    for (const a of ["sh", "httpd", "wget", "echo", "mkdir", "sleep", "cat"]) {
-      await Deno.symlink("busybox", join(root, "bin", a));
-    }
-    await Deno.writeTextFile(join(root, "unique"), unique);
-    const tar = new Deno.Command("tar", { args: ["-C", root, "-c", "."], stdout: "piped" }).spawn();
-    const r = await runDocker(
-      ["import", "--change", "LABEL cit=1", "--change", "LABEL cit.area=stack", "-", ref],
-      { stdin: tar.stdout },
-    );
-    await tar.status;
-    if (r.code !== 0) throw new Error(`docker import failed: ${r.stderr}`);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-}
-
-function quietCtx() {
-  const lines: string[] = [];
-  const ctx = createContext({
-    sink: { write: (t) => void lines.push(t), isTTY: false },
-    interactive: false,
+async function seamStack(image: string) {
+  const dir = await Deno.makeTempDir({ prefix: "cit-stack-unit-" });
+  await Deno.writeTextFile(
+    join(dir, "c.yaml"),
+    `services:\n  web:\n    image: ${image}\n    network_mode: host\n`,
+  );
+  const docker = new ScriptedDocker({
+    images: [{ id: ID_OK, tags: ["cit/ok:1"], layers: [] }, {
+      id: ID_BAD,
+      tags: ["cit/bad:1"],
+      layers: [],
+    }],
+    unhealthy: [ID_BAD],
   });
-  return { ctx, lines };
+  const clock = fakeClock();
+  const ctx = createContext({
+    sink: { write: () => {}, isTTY: false },
+    interactive: false,
+    env: {},
+    docker,
+    now: clock.now,
+    sleep: clock.sleep,
+  });
+  const opts = { cortexDir: dir, files: ["c.yaml"], project: "cit-unit", waitTimeoutSec: 60 };
+  return { dir, docker, clock, ctx, opts };
 }
 
-Deno.test({
-  name: "startStack() brings up a real stack, waits healthy, checks readiness; failures exit 6",
-  ignore: compose === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async (t) => {
-    const id = crypto.randomUUID().slice(0, 8);
-    const ref = `cit-stack-${id}/bb:1`;
-    const project = `cit-stack-${id}`;
-    const dir = await Deno.makeTempDir({ prefix: "cit-stack-" });
-    const port = freePort();
-    await makeImage(ref, id);
-    // The port comes from the root .env: proves interpolation uses it with v1 and v2.
-    await Deno.writeTextFile(join(dir, ".env"), `CIT_PORT=${port}\nCIT_TOKEN=hunter2\n`);
-    const good = `name: ignored-by-install
-services:
-  web:
-    image: ${ref}
-    network_mode: host
-    environment:
-      CIT_TOKEN: \${CIT_TOKEN}
-    command: ["sh", "-c", "trap 'exit 0' TERM; mkdir -p /www && echo '{\\"status\\":\\"ok\\"}' > /www/health && httpd -f -p 127.0.0.1:\${CIT_PORT:-1} -h /www & wait"]
-    healthcheck:
-      test: ["CMD-SHELL", "wget -q -O- http://127.0.0.1:\${CIT_PORT:-1}/health"]
-      interval: 1s
-      timeout: 2s
-      retries: 5
-  idle:
-    image: ${ref}
-    network_mode: host
-    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
-  extra:
-    image: ${ref}
-    network_mode: host
-    profiles: ["never"]
-    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
-`;
-    await Deno.writeTextFile(join(dir, "good.yaml"), good);
-    const base = { cortexDir: dir, project, compose, stableMs: 1000, waitTimeoutSec: 40 };
-    const { ctx } = quietCtx();
-    try {
-      await t.step("healthy stack and readiness ok", async () => {
-        const r = await startStack(ctx, {
-          ...base,
-          files: ["good.yaml"],
-          readiness: [
-            {
-              service: "web",
-              url: `http://127.0.0.1:${port}/health`,
-              expectJson: { status: "ok" },
-            },
-            { service: "extra", url: "http://127.0.0.1:1/never-started" },
-          ],
-        });
-        assertEquals(r.project, project);
-        assertEquals(r.services.map((s) => [s.name, s.state, s.health ?? "-"]), [
-          ["idle", "running", "-"],
-          ["web", "running", "healthy"],
-        ]);
-        assertEquals(r.readiness.map((x) => [x.service, x.ok]), [["web", true]]);
-        assertEquals(r.urls, [`http://127.0.0.1:${port}/health`]);
-        const st = await stackStatus(ctx, { project });
-        assertEquals([st.running, st.healthy, st.services.length], [true, true, 2]);
-      });
+Deno.test("startStack() through the seam: config, image check, up, one look when healthy", async () => {
+  const s = await seamStack("cit/ok:1");
+  try {
+    const r = await startStack(s.ctx, s.opts);
+    assertEquals(r.services.map((x) => [x.name, x.health]), [["web", "healthy"]]);
+    assertEquals(s.docker.lines().map((l) => l.replace(/ --project-name .* -f \S+/, " …")), [
+      "docker compose version --short",
+      "docker compose … config",
+      "docker image inspect --format {{json .}} cit/ok:1",
+      "docker compose … up -d --no-build --pull never",
+      // The restart baseline, then one look: healthy at once, no sleep.
+      "docker ps -a -q --no-trunc --filter label=com.docker.compose.project=cit-unit",
+      `docker inspect ${s.docker.containers[0].id}`,
+      "docker ps -a -q --no-trunc --filter label=com.docker.compose.project=cit-unit",
+      `docker inspect ${s.docker.containers[0].id}`,
+    ]);
+    assertEquals(s.clock.sleeps, []);
+  } finally {
+    await Deno.remove(s.dir, { recursive: true });
+  }
+});
 
-      await t.step("readiness that never answers ok -> stack error", async () => {
-        const e = await assertRejects(
-          () =>
-            startStack(ctx, {
-              ...base,
-              waitTimeoutSec: 3,
-              files: ["good.yaml"],
-              readiness: [{
-                service: "web",
-                url: `http://127.0.0.1:${port}/health`,
-                expectJson: { status: "degraded" },
-              }],
-            }),
-          InstallError,
-          /is not ready after 3 s: field "status" is "ok", expected "degraded"/,
-        );
-        assertEquals(e.exitCode, ExitCode.Stack);
-      });
+Deno.test("startStack() fails at the first look at an unhealthy service, long before the timeout", async () => {
+  const s = await seamStack("cit/bad:1");
+  try {
+    const e = await assertRejects(
+      () => startStack(s.ctx, s.opts),
+      InstallError,
+      /service "web" healthcheck fails: nope/,
+    );
+    assertEquals(e.exitCode, ExitCode.Stack);
+    // Bounded work instead of a timing bound: one look after the baseline, no sleep at all.
+    assertEquals(s.docker.callsOf("ps").length, 2);
+    assertEquals(s.clock.sleeps, []);
+    assertMatch(e.detail ?? "", /last log lines of cit-unit-web-1/);
+  } finally {
+    await Deno.remove(s.dir, { recursive: true });
+  }
+});
 
-      await t.step("stopStack() removes the containers", async () => {
-        const r = await stopStack(ctx, { ...base, files: ["good.yaml"] });
-        assertEquals(r.removed.length, 2);
-        assertEquals((await stackStatus(ctx, { project })).services, []);
-      });
-
-      await t.step("failing healthcheck -> exit 6 with redacted logs in detail", async () => {
-        const bad = good
-          .replace(
-            /command: \["sh", "-c", "trap 'exit 0' TERM; mkdir[^\n]*/,
-            `command: ["sh", "-c", "trap 'exit 0' TERM; echo CIT_TOKEN=$$CIT_TOKEN booting; sleep 600 & wait"]`,
-          )
-          .replace(/test: \["CMD-SHELL", "wget[^\n]*/, `test: ["CMD-SHELL", "echo nope; exit 1"]`)
-          .replace("retries: 5", "retries: 1");
-        await Deno.writeTextFile(join(dir, "bad.yaml"), bad);
-        const t0 = Date.now();
-        const e = await assertRejects(
-          () => startStack(ctx, { ...base, files: ["bad.yaml"] }),
-          InstallError,
-          /service "web" healthcheck fails: nope/,
-        );
-        assert(Date.now() - t0 < 30_000, "fails fast, long before the wait timeout");
-        assertEquals(e.exitCode, ExitCode.Stack);
-        assertEquals(e.step, "stack");
-        assertMatch(e.detail ?? "", /CIT_TOKEN=\*\*\* booting/);
-        assertNotMatch(e.detail ?? "", /hunter2/);
-        await stopStack(ctx, { ...base, files: ["bad.yaml"] });
-      });
-
-      await t.step("a service that exits -> exit 6 naming its code", async () => {
-        const exits = good.replace(
-          /command: \["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"\]/,
-          `command: ["sh", "-c", "echo bye; exit 3"]`,
-        );
-        await Deno.writeTextFile(join(dir, "exits.yaml"), exits);
-        const e = await assertRejects(
-          () => startStack(ctx, { ...base, files: ["exits.yaml"] }),
-          InstallError,
-          /service "idle" exited with code 3/,
-        );
-        assertMatch(e.detail ?? "", /bye/);
-      });
-
-      await t.step("an image that is not in the engine -> exit 6 before up", async () => {
-        await Deno.writeTextFile(
-          join(dir, "missing.yaml"),
-          `services:\n  x:\n    image: cit-stack-${id}/absent:1\n    network_mode: host\n`,
-        );
-        const e = await assertRejects(
-          () => startStack(ctx, { ...base, files: ["missing.yaml"] }),
-          InstallError,
-          `image "cit-stack-${id}/absent:1" (service x) not in the engine`,
-        );
-        assertEquals(e.exitCode, ExitCode.Stack);
-      });
-    } finally {
-      await stopStack(ctx, { ...base, files: ["exits.yaml"] }).catch(() => {});
-      await stopStack(ctx, { ...base, files: ["good.yaml"] }).catch(() => {});
-      await runDocker(["rmi", ref]);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+Deno.test("startStack() waits out --wait-timeout with backoff, then names the pending service", async () => {
+  const s = await seamStack("cit/ok:1");
+  s.docker.neverHealthy.add(ID_OK);
+  try {
+    await assertRejects(
+      () => startStack(s.ctx, s.opts),
+      InstallError,
+      /service "web" is not up after 60 s: health: starting/,
+    );
+    // 250 ms growing by 1.5x to 2 s, cut at the deadline: 60 s of fake time; one look per
+    // sleep, plus the restart baseline and the last look.
+    assertEquals(s.clock.sleeps.slice(0, 6), [250, 375, 563, 845, 1268, 1902]);
+    assertEquals(s.clock.sleeps.reduce((a, b) => a + b, 0), 60_000);
+    assertEquals(s.docker.callsOf("ps").length, s.clock.sleeps.length + 2);
+  } finally {
+    await Deno.remove(s.dir, { recursive: true });
+  }
 });

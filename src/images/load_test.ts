@@ -1,18 +1,10 @@
 import { chainIds } from "../bundle/layerskip.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
-import {
-  buildBundle,
-  type BuiltBundle,
-  corrupt,
-  countLoadEvents,
-  imageIdOf,
-  makeImage,
-  removeTestImages,
-} from "../../test/support/fixtures.ts";
+import { assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
+import { dockerSaveTar, sha256 } from "../../test/support/tarbuild.ts";
+import { type LoadFailure, ScriptedDocker } from "../../test/support/scripted_docker.ts";
 import { createContext } from "../context.ts";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
 import type { Bundle, TarImage, TarIndex } from "../bundle/types.ts";
-import { processDocker, runDocker } from "../docker.ts";
 import {
   type EngineBefore,
   isPresent,
@@ -129,217 +121,6 @@ Deno.test("selected() matches --only by file, base name or ref", async (t) => {
   }
 });
 
-// ---- Against the real engine -------------------------------------------------------------
-
-function testCtx(signal?: AbortSignal) {
-  const out: string[] = [];
-  const ctx = createContext({
-    sink: { write: (t) => out.push(t), isTTY: false },
-    interactive: false,
-    signal,
-  });
-  return { ctx, out };
-}
-
-/** A Bundle for the step from what the fixture built (readBundle's job in the program). */
-function asBundle(b: BuiltBundle, critical = (_ref: string) => true): Bundle {
-  return {
-    dir: b.dir,
-    format: "script",
-    files: b.images.map((i) => ({
-      path: i.file,
-      abs: `${b.dir}/${i.file}`,
-      size: i.size,
-      kind: "image" as const,
-      expected: { sha256: i.sha256, source: "checksums" as const },
-    })),
-    images: b.images.map((i) => ({
-      file: i.file,
-      declaredRefs: [i.ref],
-      critical: critical(i.ref),
-    })),
-    models: [],
-    hasChecksums: true,
-    unlisted: [],
-    missing: [],
-    warnings: [],
-  };
-}
-
-const opts = { sanitizeResources: false, sanitizeOps: false };
-
-Deno.test({
-  name: "loadImages() loads once, then finds everything present",
-  ...opts,
-  fn: async () => {
-    const b = await buildBundle({
-      images: ["cit-LBL/a:1", "cit-LBL/b:1"].map((r) =>
-        r.replace("LBL", crypto.randomUUID().slice(0, 8))
-      ),
-    });
-    try {
-      const { ctx } = testCtx();
-      const since1 = Date.now() / 1000;
-      const r1 = await loadImages(ctx, asBundle(b));
-      assertEquals(await countLoadEvents(since1, Date.now() / 1000 + 1, b.label), 2);
-      assertEquals(r1.ok, true);
-      assertEquals(r1.dockerLoads, 2);
-      assertEquals(r1.images.map((i) => i.verdict), ["loaded", "loaded"]);
-      for (const i of b.images) {
-        assertEquals(await imageIdOf(i.ref), i.imageId);
-        const e = r1.images.find((x) => x.file === i.file)!;
-        assertEquals([e.sha256, e.bytes, e.imageId], [i.sha256, i.size, i.imageId]);
-      }
-      assertEquals(ctx.progress.done, b.images.reduce((s, i) => s + i.size, 0));
-
-      const since = Date.now() / 1000;
-      const r2 = await loadImages(testCtx().ctx, asBundle(b));
-      const until = Date.now() / 1000 + 1;
-      assertEquals(r2.dockerLoads, 0);
-      assertEquals(r2.bytesRead, 0);
-      assertEquals(r2.images.map((i) => i.verdict), ["present", "present"]);
-      assertEquals(await countLoadEvents(since, until, b.label), 0);
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name: "loadImages() removes what a tar with garbage appended loaded, and keeps older tags",
-  ...opts,
-  fn: async () => {
-    const b = await buildBundle({ images: [`cit-${crypto.randomUUID().slice(0, 8)}/g:1`] });
-    const other = `${b.prefix}/other:1`;
-    try {
-      const [g] = b.images;
-      await corrupt(`${b.dir}/${g.file}`, { appendGarbage: 1024 });
-      const { ctx } = testCtx();
-      const e = await assertRejects(() => loadImages(ctx, asBundle(b)), InstallError);
-      assertEquals(e.exitCode, ExitCode.Integrity);
-      assertMatch(
-        e.message,
-        new RegExp(
-          `^Cannot load image "${g.file}": sha256 is [0-9a-f]{12}…, checksums\\.sha256 lists ${
-            g.sha256.slice(0, 12)
-          }…`,
-        ),
-      );
-      assertEquals(await imageIdOf(g.ref), undefined);
-      assertEquals(await imageIdOf(g.imageId), undefined);
-
-      // The same tag pointing at another image before: it is pointed back, that image kept.
-      const otherId = await makeImage(other, b.label);
-      await runDocker(["tag", otherId, g.ref]);
-      await assertRejects(() => loadImages(testCtx().ctx, asBundle(b)), InstallError);
-      assertEquals(await imageIdOf(g.ref), otherId);
-      assertEquals(await imageIdOf(other), otherId);
-      assertEquals(await imageIdOf(g.imageId), undefined);
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name: "loadImages() continues past an optional image and refuses unlisted tars",
-  ...opts,
-  fn: async () => {
-    const p = `cit-${crypto.randomUUID().slice(0, 8)}`;
-    const b = await buildBundle({ images: [`${p}/postgres:16`, `${p}/extra:1`] });
-    try {
-      const [pg, extra] = b.images;
-      await corrupt(`${b.dir}/${extra.file}`, { flipByteAt: Math.floor(extra.size / 2) });
-      const bundle = asBundle(b, (r) => r.includes("postgres"));
-      const { ctx, out } = testCtx();
-      const r = await loadImages(ctx, bundle);
-      assertEquals(r.ok, false);
-      assertEquals(r.images.map((i) => i.verdict), ["loaded", "failed"]);
-      assertMatch(r.warnings.join("\n"), new RegExp(`"${extra.file}".*optional image, continuing`));
-      assertMatch(out.join(""), /warning: Cannot load image/);
-      assertEquals(await imageIdOf(pg.ref), pg.imageId);
-      assertEquals(await imageIdOf(extra.ref), undefined);
-
-      // Unlisted critical tar: refused before reading it.
-      await removeTestImages(b.label);
-      bundle.files[0].expected = undefined;
-      const e = await assertRejects(
-        () => loadImages(testCtx().ctx, bundle),
-        InstallError,
-        /no checksum or pin covers it/,
-      );
-      assertEquals(e.exitCode, ExitCode.Integrity);
-      assertEquals(await imageIdOf(pg.ref), undefined);
-      const r2 = await loadImages(testCtx().ctx, bundle, { allowUnlisted: true, only: [pg.file] });
-      assertEquals(r2.images.map((i) => [i.file, i.verdict]), [[pg.file, "loaded"]]);
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name: "loadImages() loads the OCI layout and an untagged dcgm entry",
-  ...opts,
-  fn: async () => {
-    const b = await buildBundle({ layout: "oci" });
-    try {
-      const bundle = asBundle(b);
-      const dcgm = b.images.find((i) => i.file === "dcgm-exporter.tar")!;
-      bundle.images.find((i) => i.file === dcgm.file)!.declaredRefs = [];
-      const r = await loadImages(testCtx().ctx, bundle);
-      assertEquals(r.images.map((i) => i.verdict), ["loaded", "loaded", "loaded"]);
-      assertEquals(r.images.find((i) => i.file === dcgm.file)!.refs, [dcgm.ref]);
-      for (const i of b.images) assertEquals(await imageIdOf(i.ref), i.imageId);
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name: "loadImages() stops on abort and leaves nothing behind",
-  ...opts,
-  fn: async () => {
-    const b = await buildBundle({
-      images: [{ ref: `cit-${crypto.randomUUID().slice(0, 8)}/big:1`, sizeBytes: 64 << 20 }],
-    });
-    try {
-      const ac = new AbortController();
-      const { ctx } = testCtx(ac.signal);
-      // Abort once some bytes went through.
-      const orig = ctx.progress.advance.bind(ctx.progress);
-      ctx.progress.advance = (n: number) => {
-        orig(n);
-        if (ctx.progress.done > 8 << 20) ac.abort();
-      };
-      await assertRejects(() => loadImages(ctx, asBundle(b)), InterruptedError);
-      assertEquals(await imageIdOf(b.images[0].ref), undefined);
-      assertEquals(await imageIdOf(b.images[0].imageId), undefined);
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
-Deno.test({
-  name: "loadImages() maps a docker failure to exit 5 with Docker's output",
-  ...opts,
-  fn: async () => {
-    const b = await buildBundle({ images: [`cit-${crypto.randomUUID().slice(0, 8)}/d:1`] });
-    try {
-      const { ctx } = testCtx();
-      ctx.docker = processDocker({ env: { DOCKER_HOST: "unix:///nonexistent.sock" } });
-      const e = await assertRejects(() => loadImages(ctx, asBundle(b)), InstallError);
-      assertEquals(e.exitCode, ExitCode.Docker);
-      assertMatch(e.message, /docker load exited with code 1/);
-      assert((e.detail ?? "").length > 0, "detail holds Docker's output");
-    } finally {
-      await b.cleanup();
-    }
-  },
-});
-
 Deno.test("newLayerBytes() counts only the layers the engine lacks", async (t) => {
   const d = (c: string) => `sha256:${c.repeat(64)}`;
   const index: TarIndex = {
@@ -364,4 +145,195 @@ Deno.test("newLayerBytes() counts only the layers the engine lacks", async (t) =
   await t.step("a compressed tar cannot be blanked: every layer", () => {
     assertEquals(newLayerBytes({ ...index, compressed: true }, new Set(chainIds([d("a")]))), 1000);
   });
+});
+
+// ---- loadImages() through the Docker seam (no engine) -------------------------------------
+
+interface FakeTar {
+  file: string;
+  ref: string;
+  imageId: string;
+  size: number;
+  sha256: string;
+}
+
+/** A folder of `docker save` tars built in memory, as the bundle reader would describe it. */
+async function fakeBundle(
+  specs: { ref: string; layers: (string | Uint8Array)[]; critical?: boolean; garbage?: number }[],
+): Promise<{ bundle: Bundle; tars: FakeTar[]; cleanup: () => Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "cit-load-unit-" });
+  const tars: FakeTar[] = [];
+  for (const s of specs) {
+    const save = dockerSaveTar([{ repoTags: [s.ref], layers: s.layers }], "legacy");
+    const file = `${s.ref.split("/").pop()!.replace(":", "-")}.tar`;
+    // The checksum is the tar's; garbage appended after it is what a damaged copy looks like.
+    const bytes = s.garbage
+      ? new Uint8Array([...save.tar, ...new Uint8Array(s.garbage).fill(7)])
+      : save.tar;
+    await Deno.writeFile(`${dir}/${file}`, bytes);
+    tars.push({
+      file,
+      ref: s.ref,
+      imageId: save.images[0].imageId,
+      size: bytes.length,
+      sha256: sha256(save.tar),
+    });
+  }
+  const bundle: Bundle = {
+    dir,
+    format: "folder",
+    files: tars.map((t) => ({
+      path: t.file,
+      abs: `${dir}/${t.file}`,
+      size: t.size,
+      kind: "image" as const,
+      expected: { sha256: t.sha256, source: "checksums" as const },
+    })),
+    images: tars.map((t, i) => ({
+      file: t.file,
+      declaredRefs: [t.ref],
+      critical: specs[i].critical ?? true,
+    })),
+    models: [],
+    hasChecksums: true,
+    unlisted: [],
+    missing: [],
+    warnings: [],
+  };
+  return { bundle, tars, cleanup: () => Deno.remove(dir, { recursive: true }) };
+}
+
+function seamCtx(docker: ScriptedDocker, signal?: AbortSignal) {
+  const out: string[] = [];
+  const ctx = createContext({
+    sink: { write: (t) => void out.push(t), isTTY: false },
+    interactive: false,
+    env: {},
+    signal,
+    docker,
+  });
+  return { ctx, out };
+}
+
+Deno.test("loadImages() through the seam: one pass per tar, then nothing is read again", async () => {
+  const b = await fakeBundle([
+    { ref: "cit-u/a:1", layers: ["base", "a"] },
+    { ref: "cit-u/b:1", layers: ["base", "b"] },
+  ]);
+  try {
+    const docker = new ScriptedDocker();
+    const { ctx } = seamCtx(docker);
+    const r1 = await loadImages(ctx, b.bundle);
+    assertEquals([r1.ok, r1.dockerLoads], [true, 2]);
+    assertEquals(
+      r1.images.map((i) => [i.verdict, i.sha256, i.bytes]),
+      b.tars.map((t) => [
+        "loaded",
+        t.sha256,
+        t.size,
+      ]),
+    );
+    // Every byte went to docker load once, and to the progress once.
+    assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), b.tars.map((t) => t.size));
+    assertEquals(ctx.progress.done, b.tars.reduce((s, t) => s + t.size, 0));
+    for (const t of b.tars) assertEquals(docker.idOf(t.ref), t.imageId);
+
+    docker.calls.length = 0;
+    const r2 = await loadImages(seamCtx(docker).ctx, b.bundle);
+    assertEquals([r2.dockerLoads, r2.bytesRead], [0, 0]);
+    assertEquals(r2.images.map((i) => i.verdict), ["present", "present"]);
+    assertEquals(docker.callsOf("load"), []);
+  } finally {
+    await b.cleanup();
+  }
+});
+
+Deno.test("loadImages() undoes a load whose bytes do not match, and points older tags back", async () => {
+  const b = await fakeBundle([{ ref: "cit-u/g:1", layers: ["g"], garbage: 1024 }]);
+  const [g] = b.tars;
+  const OTHER = `sha256:${"e".repeat(64)}`;
+  try {
+    const docker = new ScriptedDocker();
+    const e = await assertRejects(() => loadImages(seamCtx(docker).ctx, b.bundle), InstallError);
+    assertEquals(e.exitCode, ExitCode.Integrity);
+    assertMatch(
+      e.message,
+      new RegExp(
+        `^Cannot load image "${g.file}": sha256 is [0-9a-f]{12}…, checksums\\.sha256 lists ${
+          g.sha256.slice(0, 12)
+        }…; nothing of it was kept$`,
+      ),
+    );
+    // docker load accepted the tar (garbage after its end), then the load was undone.
+    assertEquals(docker.lines().filter((l) => /^docker (load|tag|rmi)/.test(l)), [
+      "docker load",
+      "docker rmi --no-prune cit-u/g:1",
+      `docker rmi --no-prune ${g.imageId}`,
+    ]);
+    assertEquals([docker.idOf(g.ref), docker.idOf(g.imageId)], [undefined, undefined]);
+
+    // The same tag pointing at another image before: it is pointed back, that image kept.
+    const before = new ScriptedDocker({ images: [{ id: OTHER, tags: ["cit-u/g:1"], layers: [] }] });
+    await assertRejects(() => loadImages(seamCtx(before).ctx, b.bundle), InstallError);
+    assertEquals(before.lines().filter((l) => /^docker (load|tag|rmi)/.test(l)), [
+      "docker load",
+      `docker tag ${OTHER} cit-u/g:1`,
+      `docker rmi --no-prune ${g.imageId}`,
+    ]);
+    assertEquals(before.idOf(g.ref), OTHER);
+    assertEquals(before.idOf(g.imageId), undefined);
+  } finally {
+    await b.cleanup();
+  }
+});
+
+Deno.test("loadImages() maps a docker load that dies half way to exit 5 and undoes it", async () => {
+  const b = await fakeBundle([
+    { ref: "cit-u/opt:1", layers: ["o"], critical: false },
+    { ref: "cit-u/crit:1", layers: ["c"] },
+  ]);
+  const [opt, crit] = b.tars;
+  try {
+    const fail: LoadFailure = { afterBytes: 512, leaves: [crit.imageId] };
+    // The optional image's load dies: a warning, and the run goes on.
+    const d1 = new ScriptedDocker({ failLoad: (n) => n === 0 ? { afterBytes: 512 } : undefined });
+    const { ctx, out } = seamCtx(d1);
+    const r = await loadImages(ctx, b.bundle);
+    assertEquals([r.ok, r.images.map((i) => i.verdict)], [false, ["failed", "loaded"]]);
+    assertMatch(out.join(""), new RegExp(`warning: Cannot load image "${opt.file}".*optional`));
+
+    // The critical one's dies: exit 5 with Docker's output, what it left removed.
+    const d2 = new ScriptedDocker({ failLoad: (n) => n === 1 ? fail : undefined });
+    const e = await assertRejects(() => loadImages(seamCtx(d2).ctx, b.bundle), InstallError);
+    assertEquals(e.exitCode, ExitCode.Docker);
+    assertMatch(e.message, new RegExp(`"${crit.file}": docker load exited with code 1$`));
+    assertMatch(e.detail ?? "", /unexpected EOF/);
+    assertEquals(d2.callsOf("load").map((c) => c.stdinBytes), [opt.size, 512]);
+    assertEquals(d2.callsOf("rmi").map((c) => c.args.at(-1)), [crit.imageId]);
+    assertEquals(d2.idOf(crit.imageId), undefined);
+  } finally {
+    await b.cleanup();
+  }
+});
+
+Deno.test("loadImages() stops on abort mid-tar, removes what it created, reads no further", async () => {
+  const big = new Uint8Array(32 << 20);
+  const b = await fakeBundle([{ ref: "cit-u/big:1", layers: [big] }]);
+  try {
+    const docker = new ScriptedDocker();
+    const ac = new AbortController();
+    const { ctx } = seamCtx(docker, ac.signal);
+    const orig = ctx.progress.advance.bind(ctx.progress);
+    ctx.progress.advance = (n: number) => {
+      orig(n);
+      if (ctx.progress.done >= 4 << 20) ac.abort();
+    };
+    await assertRejects(() => loadImages(ctx, b.bundle), InterruptedError);
+    // Bounded work: the chunk that saw the abort (1 MiB chunks) was the last one read and sent.
+    assertEquals(ctx.progress.done, 4 << 20);
+    assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), [4 << 20]);
+    assertEquals(docker.idOf(b.tars[0].ref), undefined);
+  } finally {
+    await b.cleanup();
+  }
 });

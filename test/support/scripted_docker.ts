@@ -6,7 +6,7 @@
  * It answers what the program asks: `info`, `images`, `image inspect`, `load` (the stream is read
  * and the tar's images created, from the tar's own index), `tag`, `rmi`, `ps`, `inspect`, `logs`,
  * and `compose version | config | up | down` (Compose v2). Containers are healthy unless their
- * image ID is listed in `neverHealthy`. The journeys (test/e2e) never use it.
+ * image ID is listed in `neverHealthy` or `unhealthy`. The journeys (test/e2e) never use it.
  */
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { DockerCallOptions, DockerCli, DockerRunner, RunResult } from "../../src/docker.ts";
@@ -59,6 +59,8 @@ export interface ScriptedDockerOptions {
   failLoad?: (n: number) => LoadFailure | undefined;
   /** Image IDs whose containers never become healthy (health "starting" forever). */
   neverHealthy?: Iterable<string>;
+  /** Image IDs whose containers' healthcheck fails (health "unhealthy"). */
+  unhealthy?: Iterable<string>;
 }
 
 const ok = (stdout = ""): RunResult => ({ code: 0, stdout, stderr: "" });
@@ -71,12 +73,14 @@ export class ScriptedDocker implements DockerRunner {
   readonly images = new Map<string, FakeImage>();
   readonly containers: Container[] = [];
   readonly neverHealthy: Set<string>;
+  readonly unhealthy: Set<string>;
   loads = 0;
   private nextContainer = 1;
 
   constructor(private o: ScriptedDockerOptions = {}) {
     for (const i of o.images ?? []) this.images.set(i.id, { ...i, tags: i.tags.map(canonicalRef) });
     this.neverHealthy = new Set(o.neverHealthy ?? []);
+    this.unhealthy = new Set(o.unhealthy ?? []);
   }
 
   /** The image ID a ref (or ID) points at, if any. */
@@ -267,7 +271,10 @@ export class ScriptedDocker implements DockerRunner {
         Status: c.status,
         ExitCode: 0,
         StartedAt: "2026-01-01T00:00:00Z",
-        Health: { Status: c.health, Log: [] },
+        Health: {
+          Status: c.health,
+          Log: c.health === "unhealthy" ? [{ ExitCode: 1, Output: "nope\n" }] : [],
+        },
       },
     }));
     return ok(JSON.stringify(out));
@@ -315,7 +322,11 @@ export class ScriptedDocker implements DockerRunner {
           image,
           imageId,
           status: "running",
-          health: this.neverHealthy.has(imageId) ? "starting" : "healthy",
+          health: this.unhealthy.has(imageId)
+            ? "unhealthy"
+            : this.neverHealthy.has(imageId)
+            ? "starting"
+            : "healthy",
         });
       }
       return ok();
