@@ -6,7 +6,7 @@
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_PORTS } from "../layout.ts";
 import type { Check, Run } from "./types.ts";
-import { interpolate } from "../host/compose.ts";
+import { expandRange, interpolate, parsePortEntry } from "../host/compose.ts";
 import { envRecord, parseEnv } from "../host/dotenv.ts";
 
 /** Cortex's gateway runs on the host network and listens on 8084 (not declared in compose). */
@@ -29,57 +29,8 @@ export interface PortInfo extends PortWant {
   owner?: string;
 }
 
-/** Compose interpolation (the same code that reads compose files for install). */
-export { interpolate } from "../host/compose.ts";
-
-/**
- * Parses one compose `ports:` entry (short string/number syntax or long mapping syntax) into the
- * host ports it publishes. An entry with no host port (ephemeral) publishes nothing we can check.
- */
-export function parsePortEntry(
-  entry: unknown,
-): { hostIp?: string; ports: number[]; protocol: string } {
-  if (entry && typeof entry === "object") {
-    const e = entry as Record<string, unknown>;
-    const pub = e.published;
-    const ports = pub === undefined || pub === "" ? [] : expandRange(String(pub));
-    return {
-      hostIp: typeof e.host_ip === "string" && e.host_ip ? e.host_ip : undefined,
-      ports,
-      protocol: typeof e.protocol === "string" ? e.protocol : "tcp",
-    };
-  }
-  let s = String(entry).trim();
-  let protocol = "tcp";
-  const slash = s.lastIndexOf("/");
-  if (slash >= 0) {
-    protocol = s.slice(slash + 1);
-    s = s.slice(0, slash);
-  }
-  let hostIp: string | undefined;
-  const v6 = s.match(/^\[([^\]]+)\]:(.*)$/);
-  if (v6) {
-    hostIp = v6[1];
-    s = v6[2];
-  }
-  const parts = s.split(":");
-  if (parts.length === 1) return { hostIp, ports: [], protocol }; // container port only
-  if (parts.length === 3) {
-    hostIp = parts[0] || undefined;
-    return { hostIp, ports: parts[1] ? expandRange(parts[1]) : [], protocol };
-  }
-  return { hostIp, ports: parts[0] ? expandRange(parts[0]) : [], protocol };
-}
-
-function expandRange(s: string): number[] {
-  const m = s.trim().match(/^(\d+)(?:-(\d+))?$/);
-  if (!m) return [];
-  const a = Number(m[1]);
-  const b = m[2] ? Number(m[2]) : a;
-  const out: number[] = [];
-  for (let p = a; p <= b && out.length < 1000; p++) out.push(p);
-  return out;
-}
+/** Compose interpolation and `ports:` entries: the same code that reads compose files for install. */
+export { interpolate, parsePortEntry } from "../host/compose.ts";
 
 /**
  * Reads the host ports of a compose file (pure): every service's TCP `ports:` after

@@ -150,30 +150,59 @@ export function composeVariables(text: string): string[] {
   return [...names].sort();
 }
 
-/** Host ports of one `ports:` entry (short or long syntax); [] for container-only entries. */
-export function hostPorts(entry: unknown): number[] {
-  if (typeof entry === "number") return [];
+/**
+ * Parses one compose `ports:` entry (short string/number syntax or long mapping syntax) into the
+ * host ports it publishes. An entry with no host port (ephemeral) publishes nothing we can check.
+ */
+export function parsePortEntry(
+  entry: unknown,
+): { hostIp?: string; ports: number[]; protocol: string } {
   if (entry && typeof entry === "object") {
-    const p = (entry as Record<string, unknown>).published;
-    return p === undefined || p === null || p === "" ? [] : expandRange(String(p));
+    const e = entry as Record<string, unknown>;
+    const pub = e.published;
+    const ports = pub === undefined || pub === "" ? [] : expandRange(String(pub));
+    return {
+      hostIp: typeof e.host_ip === "string" && e.host_ip ? e.host_ip : undefined,
+      ports,
+      protocol: typeof e.protocol === "string" ? e.protocol : "tcp",
+    };
   }
-  if (typeof entry !== "string") return [];
-  let s = entry.replace(/\/(tcp|udp|sctp)$/i, "");
-  // IPv6 host IP in brackets: "[::1]:8080:80".
-  if (s.startsWith("[")) s = s.slice(s.indexOf("]") + 2);
+  let s = String(entry).trim();
+  let protocol = "tcp";
+  const slash = s.lastIndexOf("/");
+  if (slash >= 0) {
+    protocol = s.slice(slash + 1);
+    s = s.slice(0, slash);
+  }
+  let hostIp: string | undefined;
+  const v6 = s.match(/^\[([^\]]+)\]:(.*)$/);
+  if (v6) {
+    hostIp = v6[1];
+    s = v6[2];
+  }
   const parts = s.split(":");
-  if (parts.length === 1) return [];
-  return expandRange(parts[parts.length - 2]);
+  if (parts.length === 1) return { hostIp, ports: [], protocol }; // container port only
+  if (parts.length === 3) {
+    hostIp = parts[0] || undefined;
+    return { hostIp, ports: parts[1] ? expandRange(parts[1]) : [], protocol };
+  }
+  return { hostIp, ports: parts[0] ? expandRange(parts[0]) : [], protocol };
 }
 
-function expandRange(s: string): number[] {
-  const m = /^(\d+)(?:-(\d+))?$/.exec(s.trim());
+/** `9000-9002` -> [9000, 9001, 9002] (at most 1000 ports); `8080` -> [8080]; else []. */
+export function expandRange(s: string): number[] {
+  const m = s.trim().match(/^(\d+)(?:-(\d+))?$/);
   if (!m) return [];
   const a = Number(m[1]);
   const b = m[2] ? Number(m[2]) : a;
   const out: number[] = [];
-  for (let p = a; p <= b && out.length < 65536; p++) out.push(p);
+  for (let p = a; p <= b && out.length < 1000; p++) out.push(p);
   return out;
+}
+
+/** Host ports of one `ports:` entry (short or long syntax); [] for container-only entries. */
+export function hostPorts(entry: unknown): number[] {
+  return parsePortEntry(entry).ports;
 }
 
 function strList(v: unknown): string[] {
