@@ -252,10 +252,9 @@ export async function ensureEngine(ctx: Context, waitMs = 20_000): Promise<void>
   if (start.code !== 0) {
     throw dockerError("preflight", "Cannot start dockerd", undefined, tail(start.stderr));
   }
-  const deadline = Date.now() + waitMs;
-  while (Date.now() < deadline) {
-    throwIfAborted(ctx.signal);
-    await new Promise((res) => setTimeout(res, 500));
+  const deadline = ctx.now().getTime() + waitMs;
+  while (ctx.now().getTime() < deadline) {
+    await ctx.sleep(500, ctx.signal);
     r = await info();
     if (r.code === 0) return;
   }
