@@ -38,6 +38,19 @@ const release = (o: { enginePayload?: number; models?: ReleaseSpec["models"] } =
   models: o.models ?? { "tiny/config.json": '{"model_type":"llama"}\n' },
 });
 
+/** The state of a process (`ps` letter) once a SIGSTOP sent to it has taken effect ("T"). */
+async function stoppedState(pid: number): Promise<string> {
+  let state = "";
+  for (let i = 0; i < 50; i++) {
+    // /proc/<pid>/stat: "pid (comm) S ..."; the comm may hold spaces, the state follows the ")".
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state !== "R" && state !== "S" && state !== "D") return state;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return state;
+}
+
 async function stagingLeft(w: World): Promise<string[]> {
   const out: string[] = [];
   for (const d of [w.modelsDir, w.hfCacheDir]) {
@@ -154,11 +167,18 @@ Deno.test({
       assert(now === undefined || now === r1.ids[vllm], `${vllm} -> ${now}`);
 
       // The re-run holds the lock: a second run meanwhile is refused at once, naming its PID.
+      // The re-run is stopped (SIGSTOP) while the other asks, so that it cannot finish first.
       const second = spawnCli([...w.installArgs(r1.dir), "--json"]);
       assert(await second.waitFor(/Preflight|load |Cortex/), second.stderr());
-      const c = await runCli([...w.installArgs(r1.dir), "--json"]);
-      assertEquals(c.code, 3, c.stderr);
-      assertMatch(c.stderr, new RegExp(`PID ${second.child.pid}\\b`));
+      Deno.kill(second.child.pid, "SIGSTOP");
+      try {
+        assertEquals(await stoppedState(second.child.pid), "T", "the re-run is stopped, locked");
+        const c = await runCli([...w.installArgs(r1.dir), "--json"]);
+        assertEquals(c.code, 3, c.stderr);
+        assertMatch(c.stderr, new RegExp(`PID ${second.child.pid}\\b`));
+      } finally {
+        Deno.kill(second.child.pid, "SIGCONT");
+      }
 
       const done = await second.done;
       assertEquals(done.code, 0, done.stderr);
