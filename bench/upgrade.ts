@@ -8,6 +8,7 @@
  *
  * Prints times and ratios; asserts nothing.
  */
+import { stopwatch } from "./stopwatch.ts";
 import { parseArgs } from "node:util";
 import { fileSha256, writeChecksums } from "../test/support/fixtures.ts";
 import { readBundle } from "../src/bundle/read.ts";
@@ -52,15 +53,7 @@ async function commit(base: string, ref: string, script: string): Promise<string
 
 const quiet = () =>
   createContext({ sink: { write: () => {}, isTTY: false }, interactive: false, json: true });
-const rows: [string, number][] = [];
-async function time(name: string, fn: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  const s = (performance.now() - t) / 1000;
-  rows.push([name, s]);
-  console.error(`${name.padEnd(52)} ${s.toFixed(2)} s`);
-  return s;
-}
+const { time, summary } = stopwatch(52);
 
 try {
   console.error(`building: base layer ${baseMib} MiB, new layer ${newMib} MiB...`);
@@ -135,7 +128,7 @@ try {
       (skipped / 1048576).toFixed(0)
     } MiB of it in layers the engine has (${((100 * skipped) / size).toFixed(0)}%)`,
   );
-  for (const [n, s] of rows) console.log(`  ${n.padEnd(52)} ${s.toFixed(2)} s`);
+  for (const line of summary()) console.log(line);
   console.log(
     `  best: ours ${best(ours).toFixed(2)} s, docker load ${best(plain).toFixed(2)} s, ours ` +
       `without skipping ${best(full).toFixed(2)} s`,

@@ -6,6 +6,7 @@
  * Prints times and ratios; asserts nothing (performance lives here, not in tests). Every run
  * starts from the same engine state (the image removed first) and a warm page cache.
  */
+import { stopwatch } from "./stopwatch.ts";
 import { parseArgs } from "node:util";
 import { buildBundle } from "../test/support/fixtures.ts";
 import { hashFile } from "../src/hash.ts";
@@ -24,16 +25,7 @@ console.error(`building a bundle with one ${sizeMib} MiB image...`);
 const b = await buildBundle({ label, images: [{ ref, sizeBytes: sizeMib * 1024 * 1024 }] });
 const img = b.images[0];
 const tar = `${b.dir}/${img.file}`;
-const rows: [string, number][] = [];
-
-async function time(name: string, fn: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  const s = (performance.now() - t) / 1000;
-  rows.push([name, s]);
-  console.error(`${name.padEnd(44)} ${s.toFixed(2)} s`);
-  return s;
-}
+const { time, summary } = stopwatch(44);
 async function must(p: Promise<{ code: number; stderr: string }>, what: string) {
   const r = await p;
   if (r.code !== 0) throw new Error(`${what}: ${r.stderr}`);
@@ -76,7 +68,7 @@ try {
   console.log(
     `\nverify_load bench, ${sizeMib} MiB image (${(img.size / 1048576).toFixed(0)} MiB tar)`,
   );
-  for (const [n, s] of rows) console.log(`  ${n.padEnd(44)} ${s.toFixed(2)} s`);
+  for (const line of summary()) console.log(line);
   console.log(`  hashFile vs sha256sum:           ${(coreutils / ours).toFixed(2)}x faster`);
   console.log(`  ours vs docker load alone:       ${(load / alone).toFixed(2)}x the time`);
   console.log(`  ours vs sha256sum + docker load: ${(cortex / load).toFixed(2)}x faster`);

@@ -107,7 +107,7 @@ export async function writeStreamHashed(
   let pendingBytes = 0;
   const flush = async () => {
     if (pendingBytes === 0) return;
-    const buf = pending.length === 1 ? pending[0] : concat(pending, pendingBytes);
+    const buf = pending.length === 1 ? pending[0] : concatBytes(pending, pendingBytes);
     pending = [];
     pendingBytes = 0;
     await writeAll(outF, buf);
@@ -126,7 +126,11 @@ export async function writeStreamHashed(
   return { sha256: hash.digest("hex"), size: total };
 }
 
-function concat(parts: Uint8Array[], n: number): Uint8Array {
+/** The parts joined into one buffer (`n`: their total length, when known). */
+export function concatBytes(
+  parts: readonly Uint8Array[],
+  n = parts.reduce((s, p) => s + p.length, 0),
+): Uint8Array {
   const out = new Uint8Array(n);
   let off = 0;
   for (const p of parts) {

@@ -8,8 +8,7 @@ import { acquireLock } from "../state/lock.ts";
 import { auditRun } from "../state/audit.ts";
 import { stackStatus } from "../host/stack.ts";
 import { loadReleaseManifest } from "../bundle/release.ts";
-import { engineImages } from "../images/load.ts";
-import { canonicalRef } from "../host/compose.ts";
+import { engineImages, recordedImages } from "../images/load.ts";
 import { rollbackTo } from "../host/rollback.ts";
 import { absPath } from "./paths.ts";
 import { parseWaitTimeout } from "./install.ts";
@@ -20,11 +19,7 @@ import { str } from "./flags.ts";
 export async function statusReport(ctx: Context, stateDir: string) {
   const j = await readJournal(stateDir);
   const cur = currentRelease(j);
-  const engine = await engineImages(ctx);
-  const images = Object.entries(cur?.images ?? {}).map(([ref, id]) => {
-    const now = engine.get(canonicalRef(ref));
-    return { ref, imageId: id, state: now === id ? "present" : now ? "changed" : "missing" };
-  });
+  const images = recordedImages(cur?.images ?? {}, await engineImages(ctx));
   const models = await Promise.all(
     Object.entries(j.models).map(async ([target, m]) => {
       let present = true;

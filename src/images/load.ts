@@ -159,6 +159,17 @@ export function presentInEngine(
   return isPresent(images, want, { tags, ids: new Set(engine.values()) });
 }
 
+/** What the engine holds of a recorded release: each ref and whether it still has its image ID. */
+export function recordedImages(
+  images: Record<string, string>,
+  engine: ReadonlyMap<string, string>,
+): { ref: string; imageId: string; state: "present" | "changed" | "missing" }[] {
+  return Object.entries(images).map(([ref, imageId]) => {
+    const now = engine.get(canonicalRef(ref));
+    return { ref, imageId, state: now === imageId ? "present" : now ? "changed" : "missing" };
+  });
+}
+
 /** What to do to undo a load, given the engine before and after it. */
 export interface UndoPlan {
   /** Tags that did not exist before: remove. */

@@ -47,7 +47,24 @@ Deno.test("--wait-timeout and --profiles are validated", () => {
 
 // ---- runInstall() through the Docker seam: no engine, no network, no GPU --------------------
 
-const seamOpts = { sanitizeResources: false, sanitizeOps: false };
+/** A test in a fresh UnitWorld (temp dir, scripted engine, fake clock), removed afterwards. */
+function seamTest(name: string, fn: (w: UnitWorld) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () => withWorld(fn),
+  });
+}
+
+async function withWorld(fn: (w: UnitWorld) => Promise<void>): Promise<void> {
+  const w = await UnitWorld.create();
+  try {
+    await fn(w);
+  } finally {
+    await w.cleanup();
+  }
+}
 
 /** The calls that change the engine (load, tag, rmi, compose up/down), in order. */
 function writes(d: ScriptedDocker): string[] {
@@ -56,222 +73,199 @@ function writes(d: ScriptedDocker): string[] {
   ).map((l) => l.replace(/ --project-name .* (up|down)\b/, " … $1"));
 }
 
-Deno.test({
-  name: "runInstall() through the seam: loads, retags, writes settings, starts the stack, " +
+seamTest(
+  "runInstall() through the seam: loads, retags, writes settings, starts the stack, " +
     "records the release",
-  ...seamOpts,
-  fn: async () => {
-    const w = await UnitWorld.create();
-    try {
-      const r = await w.release("1.0.0", w.images("1"));
-      const [gw, pg] = r.tars;
-      const docker = new ScriptedDocker();
-      const report = await runInstall(w.context(docker), w.options(r));
+  async (w) => {
+    const r = await w.release("1.0.0", w.images("1"));
+    const [gw, pg] = r.tars;
+    const docker = new ScriptedDocker();
+    const report = await runInstall(w.context(docker), w.options(r));
 
-      assertEquals(report.outcome, "installed");
-      assertEquals(report.images?.images.map((i) => [i.file, i.verdict]), [
-        [gw.file, "loaded"],
-        [pg.file, "loaded"],
-      ]);
-      assertEquals(writes(docker), [
-        "docker load",
-        "docker load",
-        `docker tag ${w.prefix}/postgres:16 ${w.prefix}/postgres:latest`,
-        "docker compose … up -d --no-build --pull never",
-      ]);
-      assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), [gw.size, pg.size]);
-      assertEquals(w.probed, [], "forced offline: no network probe");
-      assertEquals(docker.idOf(`${w.prefix}/cortex-gateway:1`), gw.imageId);
-      assertEquals(docker.idOf(`${w.prefix}/postgres:latest`), pg.imageId);
-      assertEquals(docker.containers.map((c) => [c.service, c.health]), [
-        ["gateway", "healthy"],
-        ["postgres", "healthy"],
-      ]);
+    assertEquals(report.outcome, "installed");
+    assertEquals(report.images?.images.map((i) => [i.file, i.verdict]), [
+      [gw.file, "loaded"],
+      [pg.file, "loaded"],
+    ]);
+    assertEquals(writes(docker), [
+      "docker load",
+      "docker load",
+      `docker tag ${w.prefix}/postgres:16 ${w.prefix}/postgres:latest`,
+      "docker compose … up -d --no-build --pull never",
+    ]);
+    assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), [gw.size, pg.size]);
+    assertEquals(w.probed, [], "forced offline: no network probe");
+    assertEquals(docker.idOf(`${w.prefix}/cortex-gateway:1`), gw.imageId);
+    assertEquals(docker.idOf(`${w.prefix}/postgres:latest`), pg.imageId);
+    assertEquals(docker.containers.map((c) => [c.service, c.health]), [
+      ["gateway", "healthy"],
+      ["postgres", "healthy"],
+    ]);
 
-      const env = await Deno.readTextFile(`${w.cortexDir}/backend/.env`);
-      assertMatch(env, /^# the operator's\nEXISTING=1\n/);
-      assertMatch(env, /\nOFFLINE_MODE=True\n/);
-      const override = await Deno.readTextFile(`${w.cortexDir}/${COMPOSE_OVERRIDE}`);
-      assertMatch(override, new RegExp(`image: ${w.prefix}/postgres:latest`));
+    const env = await Deno.readTextFile(`${w.cortexDir}/backend/.env`);
+    assertMatch(env, /^# the operator's\nEXISTING=1\n/);
+    assertMatch(env, /\nOFFLINE_MODE=True\n/);
+    const override = await Deno.readTextFile(`${w.cortexDir}/${COMPOSE_OVERRIDE}`);
+    assertMatch(override, new RegExp(`image: ${w.prefix}/postgres:latest`));
 
-      const j = await readJournal(w.stateDir);
-      assertEquals(j.inProgress, undefined);
-      assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["ok", 0]);
-      const cur = currentRelease(j)!;
-      assertEquals([cur.release, cur.outcome], ["1.0.0", "installed"]);
-      assertEquals(cur.images, {
-        [`${w.prefix}/cortex-gateway:1`]: gw.imageId,
-        [`${w.prefix}/postgres:16`]: pg.imageId,
-        [`${w.prefix}/postgres:latest`]: pg.imageId,
-      });
-      assertEquals(Object.keys(cur.envFiles).sort(), [
-        `${w.cortexDir}/.env`,
-        `${w.cortexDir}/backend/.env`,
-        `${w.cortexDir}/${COMPOSE_OVERRIDE}`,
-      ]);
-      const audit = await readAudit(w.stateDir);
-      assertEquals(audit.entries.map((e) => [e.outcome, e.exitCode, e.user]), [[
-        "ok",
-        0,
-        "tester",
-      ]]);
-    } finally {
-      await w.cleanup();
-    }
+    const j = await readJournal(w.stateDir);
+    assertEquals(j.inProgress, undefined);
+    assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["ok", 0]);
+    const cur = currentRelease(j)!;
+    assertEquals([cur.release, cur.outcome], ["1.0.0", "installed"]);
+    assertEquals(cur.images, {
+      [`${w.prefix}/cortex-gateway:1`]: gw.imageId,
+      [`${w.prefix}/postgres:16`]: pg.imageId,
+      [`${w.prefix}/postgres:latest`]: pg.imageId,
+    });
+    assertEquals(Object.keys(cur.envFiles).sort(), [
+      `${w.cortexDir}/.env`,
+      `${w.cortexDir}/backend/.env`,
+      `${w.cortexDir}/${COMPOSE_OVERRIDE}`,
+    ]);
+    const audit = await readAudit(w.stateDir);
+    assertEquals(audit.entries.map((e) => [e.outcome, e.exitCode, e.user]), [[
+      "ok",
+      0,
+      "tester",
+    ]]);
   },
-});
+);
 
-Deno.test({
-  name: "runInstall(): a load that fails half way is undone; the journal keeps the run " +
+seamTest(
+  "runInstall(): a load that fails half way is undone; the journal keeps the run " +
     "unfinished; exit 5",
-  ...seamOpts,
-  fn: async () => {
-    const w = await UnitWorld.create();
-    try {
-      const r = await w.release("1.0.0", w.images("1"));
-      const [gw, pg] = r.tars;
-      // The second load (postgres, critical): the engine reads 1 KiB, commits the image's
-      // layers, then dies.
-      const docker = new ScriptedDocker({
-        failLoad: (n) => n === 1 ? { afterBytes: 1024, leaves: [pg.imageId] } : undefined,
-      });
-      const e = await assertRejects(
-        () => runInstall(w.context(docker), w.options(r)),
-        InstallError,
-        `Cannot load image "${pg.file}": docker load exited with code 1`,
-      );
-      assertEquals([e.exitCode, e.step], [ExitCode.Docker, "load"]);
-      assertMatch(e.detail ?? "", /unexpected EOF/);
-      assertEquals(writes(docker), [
-        "docker load",
-        "docker load",
-        `docker rmi --no-prune ${pg.imageId}`,
-      ]);
-      assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), [gw.size, 1024]);
-      assertEquals(docker.idOf(pg.imageId), undefined, "what the failed load created is gone");
-      assertEquals(
-        docker.idOf(`${w.prefix}/cortex-gateway:1`),
-        gw.imageId,
-        "the good load is kept",
-      );
-      assertEquals(docker.containers, []);
+  async (w) => {
+    const r = await w.release("1.0.0", w.images("1"));
+    const [gw, pg] = r.tars;
+    // The second load (postgres, critical): the engine reads 1 KiB, commits the image's
+    // layers, then dies.
+    const docker = new ScriptedDocker({
+      failLoad: (n) => n === 1 ? { afterBytes: 1024, leaves: [pg.imageId] } : undefined,
+    });
+    const e = await assertRejects(
+      () => runInstall(w.context(docker), w.options(r)),
+      InstallError,
+      `Cannot load image "${pg.file}": docker load exited with code 1`,
+    );
+    assertEquals([e.exitCode, e.step], [ExitCode.Docker, "load"]);
+    assertMatch(e.detail ?? "", /unexpected EOF/);
+    assertEquals(writes(docker), [
+      "docker load",
+      "docker load",
+      `docker rmi --no-prune ${pg.imageId}`,
+    ]);
+    assertEquals(docker.callsOf("load").map((c) => c.stdinBytes), [gw.size, 1024]);
+    assertEquals(docker.idOf(pg.imageId), undefined, "what the failed load created is gone");
+    assertEquals(
+      docker.idOf(`${w.prefix}/cortex-gateway:1`),
+      gw.imageId,
+      "the good load is kept",
+    );
+    assertEquals(docker.containers, []);
 
-      const j = await readJournal(w.stateDir);
-      assertEquals(j.inProgress?.steps, { verify: "done", load: "running" });
-      assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Docker]);
-      assertEquals(j.releases, []);
-      assertEquals(j.loaded, {}, "nothing recorded as loaded by a failed step");
-      assertEquals(
-        await Deno.readTextFile(`${w.cortexDir}/backend/.env`),
-        "# the operator's\nEXISTING=1\n",
-        "no settings written",
-      );
-      const audit = await readAudit(w.stateDir);
-      assertEquals(audit.entries.map((a) => [a.outcome, a.exitCode]), [["failed", 5]]);
-    } finally {
-      await w.cleanup();
-    }
+    const j = await readJournal(w.stateDir);
+    assertEquals(j.inProgress?.steps, { verify: "done", load: "running" });
+    assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Docker]);
+    assertEquals(j.releases, []);
+    assertEquals(j.loaded, {}, "nothing recorded as loaded by a failed step");
+    assertEquals(
+      await Deno.readTextFile(`${w.cortexDir}/backend/.env`),
+      "# the operator's\nEXISTING=1\n",
+      "no settings written",
+    );
+    const audit = await readAudit(w.stateDir);
+    assertEquals(audit.entries.map((a) => [a.outcome, a.exitCode]), [["failed", 5]]);
   },
-});
+);
 
-Deno.test({
-  name: "runInstall(): an upgrade whose stack never gets healthy is rolled back; exit 6",
-  ...seamOpts,
-  fn: async () => {
-    const w = await UnitWorld.create();
-    try {
-      const r1 = await w.release("1.0.0", w.images("1"));
-      const r2 = await w.release("1.1.0", w.images("2"));
-      const docker = new ScriptedDocker();
-      await runInstall(w.context(docker), w.options(r1));
-      const env1 = await Deno.readTextFile(`${w.cortexDir}/backend/.env`);
-      assertMatch(env1, /\nCIT_RELEASE=1\.0\.0\n/);
-      docker.neverHealthy.add(r2.tars[0].imageId);
-      docker.calls.length = 0;
-      const slept0 = w.clock.sleeps.length;
+seamTest(
+  "runInstall(): an upgrade whose stack never gets healthy is rolled back; exit 6",
+  async (w) => {
+    const r1 = await w.release("1.0.0", w.images("1"));
+    const r2 = await w.release("1.1.0", w.images("2"));
+    const docker = new ScriptedDocker();
+    await runInstall(w.context(docker), w.options(r1));
+    const env1 = await Deno.readTextFile(`${w.cortexDir}/backend/.env`);
+    assertMatch(env1, /\nCIT_RELEASE=1\.0\.0\n/);
+    docker.neverHealthy.add(r2.tars[0].imageId);
+    docker.calls.length = 0;
+    const slept0 = w.clock.sleeps.length;
 
-      const e = await assertRejects(
-        () => runInstall(w.context(docker), w.options(r2, { waitTimeoutSec: 20 })),
-        InstallError,
-        "The host was rolled back to Cortex 1.0.0, which is healthy",
-      );
-      assertEquals(e.exitCode, ExitCode.Stack);
-      assertMatch(e.message, /service "gateway" is not up after 20 s: health: starting/);
-      const [gw1, pg1] = r1.tars;
-      assertEquals(writes(docker), [
-        "docker load",
-        "docker load",
-        "docker compose … up -d --no-build --pull never",
-        // The rollback: the previous release's image IDs under their refs, then its stack.
-        `docker tag ${gw1.imageId} ${w.prefix}/cortex-gateway:1`,
-        `docker tag ${pg1.imageId} ${w.prefix}/postgres:16`,
-        `docker tag ${pg1.imageId} ${w.prefix}/postgres:latest`,
-        "docker compose … up -d --no-build --pull never",
-      ]);
-      // The wait is bounded by the clock, not by real time: it slept 20 s of fake time in all.
-      const slept = w.clock.sleeps.slice(slept0);
-      assertEquals(slept.reduce((s, ms) => s + ms, 0), 20_000);
-      assert(slept.length <= 20, `${slept.length} polls`);
-      assertEquals(docker.containers.map((c) => [c.service, c.imageId, c.health]), [
-        ["gateway", gw1.imageId, "healthy"],
-        ["postgres", pg1.imageId, "healthy"],
-      ]);
-      assertEquals(await Deno.readTextFile(`${w.cortexDir}/backend/.env`), env1, "restored");
+    const e = await assertRejects(
+      () => runInstall(w.context(docker), w.options(r2, { waitTimeoutSec: 20 })),
+      InstallError,
+      "The host was rolled back to Cortex 1.0.0, which is healthy",
+    );
+    assertEquals(e.exitCode, ExitCode.Stack);
+    assertMatch(e.message, /service "gateway" is not up after 20 s: health: starting/);
+    const [gw1, pg1] = r1.tars;
+    assertEquals(writes(docker), [
+      "docker load",
+      "docker load",
+      "docker compose … up -d --no-build --pull never",
+      // The rollback: the previous release's image IDs under their refs, then its stack.
+      `docker tag ${gw1.imageId} ${w.prefix}/cortex-gateway:1`,
+      `docker tag ${pg1.imageId} ${w.prefix}/postgres:16`,
+      `docker tag ${pg1.imageId} ${w.prefix}/postgres:latest`,
+      "docker compose … up -d --no-build --pull never",
+    ]);
+    // The wait is bounded by the clock, not by real time: it slept 20 s of fake time in all.
+    const slept = w.clock.sleeps.slice(slept0);
+    assertEquals(slept.reduce((s, ms) => s + ms, 0), 20_000);
+    assert(slept.length <= 20, `${slept.length} polls`);
+    assertEquals(docker.containers.map((c) => [c.service, c.imageId, c.health]), [
+      ["gateway", gw1.imageId, "healthy"],
+      ["postgres", pg1.imageId, "healthy"],
+    ]);
+    assertEquals(await Deno.readTextFile(`${w.cortexDir}/backend/.env`), env1, "restored");
 
-      const j = await readJournal(w.stateDir);
-      assertEquals(j.releases.map((x) => [x.release, x.outcome]), [
-        ["1.0.0", "installed"],
-        ["1.1.0", "rolled-back"],
-      ]);
-      assertEquals(currentRelease(j)?.release, "1.0.0");
-      assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Stack]);
-      assertEquals(j.inProgress?.steps.stack, "running");
-    } finally {
-      await w.cleanup();
-    }
+    const j = await readJournal(w.stateDir);
+    assertEquals(j.releases.map((x) => [x.release, x.outcome]), [
+      ["1.0.0", "installed"],
+      ["1.1.0", "rolled-back"],
+    ]);
+    assertEquals(currentRelease(j)?.release, "1.0.0");
+    assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Stack]);
+    assertEquals(j.inProgress?.steps.stack, "running");
   },
-});
+);
 
-Deno.test({
-  name: "runInstall(): a quick re-run reads no tar and loads nothing; only the stack is checked",
-  ...seamOpts,
-  fn: async () => {
-    const w = await UnitWorld.create();
-    try {
-      const r = await w.release("1.0.0", w.images("1"));
-      const docker = new ScriptedDocker();
-      await runInstall(w.context(docker), w.options(r));
-      // Garbage in every tar (the checksums, hence the bundle digest, unchanged): a re-run that
-      // read a tar would fail on it, as the control below shows.
-      for (const t of r.tars) {
-        await Deno.writeFile(`${r.dir}/${t.file}`, new Uint8Array(t.size).fill(0x5a));
-      }
-      docker.calls.length = 0;
-      const again = await runInstall(w.context(docker), w.options(r));
-      assertEquals(again.outcome, "unchanged");
-      assertEquals(docker.lines().map((l) => l.split(" ").slice(0, 2).join(" ")), [
-        "docker images",
-        "docker ps",
-        "docker inspect",
-      ]);
-      assertEquals((await readJournal(w.stateDir)).lastRun?.outcome, "ok");
-
-      // Control: with another input (a models dir) the full install runs and reads the tars.
-      const e = await assertRejects(
-        () => runInstall(w.context(docker), w.options(r, { modelsDir: `${w.root}/models2` })),
-        InstallError,
-        "Cannot read image tar",
-      );
-      assertEquals(e.exitCode, ExitCode.Integrity);
-    } finally {
-      await w.cleanup();
+seamTest(
+  "runInstall(): a quick re-run reads no tar and loads nothing; only the stack is checked",
+  async (w) => {
+    const r = await w.release("1.0.0", w.images("1"));
+    const docker = new ScriptedDocker();
+    await runInstall(w.context(docker), w.options(r));
+    // Garbage in every tar (the checksums, hence the bundle digest, unchanged): a re-run that
+    // read a tar would fail on it, as the control below shows.
+    for (const t of r.tars) {
+      await Deno.writeFile(`${r.dir}/${t.file}`, new Uint8Array(t.size).fill(0x5a));
     }
+    docker.calls.length = 0;
+    const again = await runInstall(w.context(docker), w.options(r));
+    assertEquals(again.outcome, "unchanged");
+    assertEquals(docker.lines().map((l) => l.split(" ").slice(0, 2).join(" ")), [
+      "docker images",
+      "docker ps",
+      "docker inspect",
+    ]);
+    assertEquals((await readJournal(w.stateDir)).lastRun?.outcome, "ok");
+
+    // Control: with another input (a models dir) the full install runs and reads the tars.
+    const e = await assertRejects(
+      () => runInstall(w.context(docker), w.options(r, { modelsDir: `${w.root}/models2` })),
+      InstallError,
+      "Cannot read image tar",
+    );
+    assertEquals(e.exitCode, ExitCode.Integrity);
   },
-});
+);
 
 Deno.test({
   name: "runInstall(): a settings failure after the images were loaded exits 7, not 3",
-  ...seamOpts,
+  sanitizeResources: false,
+  sanitizeOps: false,
   fn: async (t) => {
     const cases = [
       {
@@ -287,9 +281,8 @@ Deno.test({
       },
     ];
     for (const c of cases) {
-      await t.step(c.name, async () => {
-        const w = await UnitWorld.create();
-        try {
+      await t.step(c.name, () =>
+        withWorld(async (w) => {
           const r = await w.release("1.0.0", w.images("1"));
           const docker = new ScriptedDocker();
           const ctx = w.context(docker);
@@ -308,10 +301,7 @@ Deno.test({
           assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", 7]);
           assertEquals(j.inProgress?.steps.settings, "running");
           assertEquals(j.inProgress?.steps.load, "done");
-        } finally {
-          await w.cleanup();
-        }
-      });
+        }));
     }
   },
 });

@@ -7,9 +7,8 @@
 import type { Context } from "../context.ts";
 import { loadReleaseManifest } from "../bundle/release.ts";
 import { detectCompose } from "../docker.ts";
-import { canonicalRef } from "../host/compose.ts";
 import { stackStatus, startStack } from "../host/stack.ts";
-import { engineImages } from "../images/load.ts";
+import { engineImages, recordedImages } from "../images/load.ts";
 import { sha256Hex, sha256OfFile } from "../hash.ts";
 import { overridePath } from "../layout.ts";
 import { currentRelease, type Journal } from "../state/journal.ts";
@@ -29,10 +28,9 @@ export async function quickRerun(
   if (!cur || cur.bundleDigest !== digest || journal.inProgress) return undefined;
   if (journal.lastRun?.outcome !== "ok") return undefined;
   if (cur.bundleDir !== o.bundleDir || cur.inputs !== await installInputs(o)) return undefined;
-  const images = await engineImages(ctx);
-  for (const [ref, id] of Object.entries(cur.images)) {
-    if (images.get(canonicalRef(ref)) !== id) {
-      ctx.log.debug(`re-run: ${ref} is not ${id} any more; running the full install`);
+  for (const i of recordedImages(cur.images, await engineImages(ctx))) {
+    if (i.state !== "present") {
+      ctx.log.debug(`re-run: ${i.ref} is not ${i.imageId} any more; running the full install`);
       return undefined;
     }
   }

@@ -14,6 +14,7 @@ import { readTarIndex } from "../../src/bundle/tarindex.ts";
 import { normalizeRef } from "../../src/bundle/release.ts";
 import { canonicalRef } from "../../src/host/compose.ts";
 import { throwIfAborted } from "../../src/errors.ts";
+import { concatBytes } from "../../src/copy.ts";
 
 /** One call, as the program made it. */
 export interface ScriptedCall {
@@ -378,13 +379,7 @@ async function readStdin(
   });
   if (typeof feed === "function") await feed(sink);
   else await feed.pipeTo(sink).catch(() => {});
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(parts, n);
 }
 
 /** A clock for ctx.now/ctx.sleep: a sleep returns at once and moves the clock by its length. */

@@ -2,6 +2,7 @@
  * Builds synthetic tar files in memory for tests: ustar headers, optional PAX and GNU long-name
  * records, base-256 sizes, gzip, and `docker save` tars in the legacy and OCI layouts.
  */
+import { concatBytes } from "../../src/copy.ts";
 import { createHash } from "node:crypto";
 
 const enc = new TextEncoder();
@@ -89,16 +90,7 @@ function padTo(data: Uint8Array): Uint8Array[] {
   return rem ? [data, new Uint8Array(BLOCK - rem)] : [data];
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+const concat = (parts: Uint8Array[]) => concatBytes(parts);
 
 /** Builds a whole tar (with the two zero end blocks unless `end: false`). */
 export function buildTar(entries: TarSpecEntry[], opts: { end?: boolean } = {}): Uint8Array {
