@@ -85,3 +85,11 @@ export const partialError = (step: Step, msg: string, hint?: string, detail?: st
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new InterruptedError();
 }
+
+/**
+ * The error to raise for `e` caught during work that `signal` may have aborted: the interruption
+ * itself when it did (and `e` is not one of our errors), else `e`.
+ */
+export function asInterrupted(e: unknown, signal: AbortSignal | undefined): unknown {
+  return signal?.aborted && !(e instanceof InstallError) ? new InterruptedError() : e;
+}

@@ -12,7 +12,13 @@ import { createHash } from "node:crypto";
 import tar from "tar-stream";
 import type { Context } from "../../context.ts";
 import type { ModelSource } from "../../bundle/types.ts";
-import { ExitCode, InstallError, InterruptedError, throwIfAborted } from "../../errors.ts";
+import {
+  asInterrupted,
+  ExitCode,
+  InstallError,
+  InterruptedError,
+  throwIfAborted,
+} from "../../errors.ts";
 import { hashFile, shortDigest as short } from "../../hash.ts";
 import { writeStreamHashed } from "../../copy.ts";
 import { fsyncDir } from "../../fsutil.ts";
@@ -96,7 +102,7 @@ export async function seedArchive(
     return out;
   } catch (e) {
     await removeStaging(staging);
-    throw ctx.signal.aborted && !(e instanceof InstallError) ? new InterruptedError() : e;
+    throw asInterrupted(e, ctx.signal);
   }
 }
 
@@ -107,7 +113,7 @@ function hashingTap(
 ): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({
     transform(chunk, ctl) {
-      if (ctx.signal.aborted) throw new InterruptedError();
+      throwIfAborted(ctx.signal);
       hash.update(chunk);
       ctx.progress.advance(chunk.length);
       ctl.enqueue(chunk);
@@ -248,7 +254,7 @@ async function extractInto(
     src.destroy();
     extract.destroy();
     if (e instanceof InstallError || e instanceof InterruptedError) throw e;
-    if (ctx.signal.aborted) throw new InterruptedError();
+    throwIfAborted(ctx.signal);
     throw new InstallError(
       "models",
       `Cannot extract "${archive}": ${e instanceof Error ? e.message : String(e)}`,

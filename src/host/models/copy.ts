@@ -7,7 +7,7 @@
  * reported as conflicts. Archives are handled in archive.ts, the HF cache merge in hfcache.ts.
  */
 import type { Context } from "../../context.ts";
-import { ExitCode, InstallError, InterruptedError, throwIfAborted } from "../../errors.ts";
+import { asInterrupted, ExitCode, InstallError, throwIfAborted } from "../../errors.ts";
 import { hashFile, shortDigest as short } from "../../hash.ts";
 import { copyHashed } from "../../copy.ts";
 import { fsyncDir } from "../../fsutil.ts";
@@ -231,7 +231,7 @@ async function seedFolder(
     await fsyncDir(plan.modelsDir);
   } catch (e) {
     await removeStaging(staging);
-    throw ctx.signal.aborted && !(e instanceof InstallError) ? new InterruptedError() : e;
+    throw asInterrupted(e, ctx.signal);
   }
   if (opts.onVerified) {
     // Copied files hold what was hashed as of the last write, which ended before this stat.
