@@ -22,7 +22,7 @@ import {
 import { installInputs } from "./rerun.ts";
 import type { InstallRun, InstallStep } from "./types.ts";
 import { verifyFilesStep } from "./verify_files.ts";
-import { loadStep } from "./load.ts";
+import { loadStep } from "./load_images.ts";
 import { retagStep } from "./retag.ts";
 import { modelsStep } from "./models.ts";
 import { settingsStep } from "./settings.ts";
