@@ -12,7 +12,17 @@ import { redactArgs } from "./redact.ts";
 export const VerdictSchema = z.object({
   /** Bundle-relative path, or an image ref. */
   path: z.string(),
-  verdict: z.enum(["ok", "cached", "skipped", "mismatch", "missing", "unlisted", "failed"]),
+  verdict: z.enum([
+    "ok",
+    "cached",
+    "skipped",
+    "mismatch",
+    "missing",
+    "unlisted",
+    "failed",
+    "conflict",
+    "unsafe",
+  ]),
   sha256: z.string().optional(),
   detail: z.string().optional(),
 });
