@@ -265,7 +265,7 @@ export async function loadImages(
           }`,
         ExitCode.Integrity,
         fatal[0].hint ?? RECOPY_HINT,
-        fatal.map((p) => p.message).join("\n"),
+        fatal.length > 1 ? fatal.map((p) => p.message).join("\n") : undefined,
       );
     }
     for (const p of fatal) warn(`${p.message} (ignored: --no-verify)`);

@@ -98,6 +98,14 @@ export function judgeFile(
     };
   }
   const actual = hashed?.sha256;
+  if (f.expected && actual !== f.expected.sha256) {
+    return {
+      entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
+      error: `Cannot verify "${f.path}": sha256 is ${shortDigest(actual)}, ${lister} lists ${
+        shortDigest(f.expected.sha256)
+      }; re-copy the file from the transfer media`,
+    };
+  }
   // A 0.2 model manifest's digest never makes a file trusted, but a file that disagrees with it
   // is damaged all the same.
   if (f.manifestSha256 && actual !== undefined && actual !== f.manifestSha256) {
@@ -111,14 +119,6 @@ export function judgeFile(
     };
   }
   if (!f.expected) return { entry: { ...base, actual, verdict: "unlisted" } };
-  if (actual !== f.expected.sha256) {
-    return {
-      entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
-      error: `Cannot verify "${f.path}": sha256 is ${shortDigest(actual)}, ${lister} lists ${
-        shortDigest(f.expected.sha256)
-      }; re-copy the file from the transfer media`,
-    };
-  }
   return { entry: { ...base, actual, size: hashed?.size ?? f.size } };
 }
 

@@ -54,7 +54,7 @@ Deno.test("verifyBundle(): a flipped byte in a model file fails (exit 4) naming 
   ]);
   assertMatch(
     report.errors[0],
-    new RegExp(`Cannot verify "${bad}": sha256 is [0-9a-f]{12}…, its model manifest\\.json lists`),
+    new RegExp(`Cannot verify "${bad}": sha256 is [0-9a-f]{12}…, checksums\\.sha256 lists`),
   );
   const e = assertThrows(() => assertVerified(report), InstallError);
   assertEquals(e.exitCode, 4);
