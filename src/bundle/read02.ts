@@ -154,7 +154,7 @@ export function describeBundle02(
   let imagesSelfMismatch = false;
   let entries: ImageEntry[] = [];
   if (imagesRaw === undefined) {
-    addFile(IMAGES_JSON, "manifest");
+    if (expectedOf(IMAGES_JSON)) addFile(IMAGES_JSON, "manifest"); // a listed file, missing
     problems.push({
       path: IMAGES_JSON,
       scope: "images",

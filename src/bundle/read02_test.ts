@@ -363,3 +363,32 @@ Deno.test("bundleDigest(): a 0.2 bundle's identity covers bundle.json and checks
     assert(d1 !== await bundleDigest(built.dir));
   });
 });
+
+Deno.test("readBundle(): a 0.2 bundle without images.json says so once", async (t) => {
+  for (const listed of [true, false]) {
+    await t.step(listed ? "listed in checksums" : "not listed", async () => {
+      await withBundle(fakeBundle02({ variant: "script" }), async (built) => {
+        await Deno.remove(`${built.dir}/images.json`);
+        if (!listed) {
+          const p = `${built.dir}/checksums.sha256`;
+          const s = await Deno.readTextFile(p);
+          await Deno.writeTextFile(
+            p,
+            s.split("\n").filter((l) => !l.endsWith("images.json")).join("\n"),
+          );
+        }
+        const b = await readBundle(built.dir, POLICIES);
+        assertEquals(b.images, []);
+        assertEquals(b.problems?.map((p) => [p.path, p.verdict]), [["images.json", "missing"]]);
+        assertEquals(b.missing, listed ? ["images.json"] : []);
+        // The tars are still covered by checksums.sha256, but nothing says what they are.
+        assertEquals(b.unlisted, []);
+        assertEquals(
+          b.warnings.filter((w) => /is not listed in images\.json: it is not loaded/.test(w))
+            .length,
+          built.images.length,
+        );
+      });
+    });
+  }
+});
