@@ -14,6 +14,27 @@ export const HF_CACHE_ARCHIVE = "hf-cache.tar.gz";
 /** `model-<id>-files.tar.gz` in an Admin-UI package. */
 export const MODEL_FILES_ARCHIVE_RE = /^model-([^/]+)-files\.tar\.gz$/;
 
+// Cortex 0.2 bundles (`make prepare-offline` and the Admin UI's Transfer → Export write the same
+// layout; cortex-0.2-facts §1).
+/** Marks a Cortex 0.2 bundle; `kind` must be "cortex-bundle". Not covered by checksums. */
+export const BUNDLE_JSON = "bundle.json";
+/** The image list of a 0.2 bundle (ref, id, sha256, role, file); covered by checksums. */
+export const IMAGES_JSON = "images.json";
+/** `models/<served>/manifest.json` of a 0.2 bundle (not covered by checksums). */
+export const MODEL_MANIFEST = "manifest.json";
+/** `models/<served>/files/<path>`: the raw model files, placed at `<models dir>/<path>`. */
+export const MODEL_FILES_DIR = "files";
+/** The Admin UI's optional pg_dump (0.1 exports and 0.2 bundles). */
+export const DB_DUMP = "db/cortex.sql";
+/** Script bundles: Python wheels for `make build-offline` (not covered by checksums). */
+export const WHEELS_DIR = "wheels";
+/** Cortex 0.2's version pins (repo root, plain KEY=value); script bundles carry a copy. */
+export const VERSIONS_ENV = "versions.env";
+/** Cortex 0.1's version pins (`CORTEX_*="${CORTEX_*:-default}"`). */
+export const SCRIPT_VERSIONS_ENV = "scripts/versions.env";
+/** The value of bundle.json `kind`. */
+export const CORTEX_BUNDLE_KIND = "cortex-bundle";
+
 export const DEFAULT_BUNDLE_DIR = "cortex-offline-images";
 export const DEFAULT_CORTEX_DIR = "Cortex";
 export const COMPOSE_PROD = "docker.compose.prod.yaml";

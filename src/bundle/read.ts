@@ -10,10 +10,13 @@ import { join, resolve } from "node:path";
 import { preflightError } from "../errors.ts";
 import {
   ADMIN_IMAGES_DIR,
+  BUNDLE_JSON,
   BUNDLE_MANIFEST,
   CHECKSUMS_FILE,
   HF_CACHE_ARCHIVE,
+  IMAGES_JSON,
   MODEL_FILES_ARCHIVE_RE,
+  MODEL_MANIFEST,
   MODELS_ARCHIVE,
   MODELS_DIR,
   STATUS_FILE,
@@ -23,8 +26,12 @@ import {
   cortexCritical,
   matchReleaseImage,
   normalizeRef,
+  pinsFor,
+  policyForLine,
   type ReleaseManifest,
+  type ReleasePolicies,
 } from "./release.ts";
+import { describeBundle02, isPolicySet } from "./read02.ts";
 import { normalizeBundlePath, parseChecksums } from "./checksums.ts";
 import {
   hasAdminSettings,
@@ -38,9 +45,9 @@ import {
 /** The largest manifest.json / checksums.sha256 read into memory. */
 const MAX_TEXT_FILE = 16 * 1024 * 1024;
 const IMAGE_TAR_RE = /\.(tar|tar\.gz|tgz)$/;
-const BUNDLE_HINT = "Point --bundle at the folder made by `make prepare-offline` " +
-  "(cortex-offline-images/), an Admin-UI export folder, or a folder of `docker save` tars " +
-  "with a checksums.sha256.";
+const BUNDLE_HINT = "Point --bundle at a Cortex bundle (cortex-offline-bundle/ or an Admin-UI " +
+  "cortex-bundle-* folder; 0.1: cortex-offline-images/ or a migration export), or a folder of " +
+  "`docker save` tars with a checksums.sha256.";
 
 /** What `describeBundle` needs: the folder's files and the texts of its two index files. */
 export interface BundleListing {
@@ -50,6 +57,26 @@ export interface BundleListing {
   files: Map<string, number>;
   manifestText?: string;
   checksumsText?: string;
+  /** Relative paths that are symbolic links (0.2 models refuse them). */
+  symlinks?: Set<string>;
+  /** 0.2: bytes of bundle.json, images.json and each models/<served>/manifest.json. */
+  raw?: Map<string, Uint8Array>;
+}
+
+/** How a format is named to people: "Cortex 0.2 bundle (script)", ... */
+export function formatName(f: BundleFormat): string {
+  switch (f) {
+    case "bundle-script":
+      return "Cortex 0.2 bundle (script)";
+    case "bundle-admin-ui":
+      return "Cortex 0.2 bundle (Admin UI)";
+    case "script":
+      return "Cortex script package";
+    case "admin-ui":
+      return "Cortex Admin-UI migration package";
+    default:
+      return "folder of docker save tars";
+  }
 }
 
 /**
@@ -120,11 +147,32 @@ function parseJsonLoose(text: string, fileName: string): unknown {
 
 /**
  * The pure core of `readBundle`: from a listing of the bundle folder and the texts of its
- * manifest.json and checksums.sha256, builds the Bundle. Throws preflight errors for
- * unrecognisable folders and malformed manifests or checksums.
+ * manifest.json and checksums.sha256 (0.2: the bytes of bundle.json, images.json and the model
+ * manifests), builds the Bundle. `release` is one policy, or the set of policies per release
+ * line (the 0.2 bundle picks its line from bundle.json; 0.1 packages take the 0.1 line). Throws
+ * preflight errors for unrecognisable folders and malformed manifests or checksums.
  */
-export function describeBundle(listing: BundleListing, release: ReleaseManifest): Bundle {
+export function describeBundle(
+  listing: BundleListing,
+  policies: ReleaseManifest | ReleasePolicies,
+): Bundle {
   const { dir, files } = listing;
+  if (files.has(BUNDLE_JSON)) {
+    return describeBundle02({
+      dir,
+      files,
+      symlinks: listing.symlinks ?? new Set(),
+      raw: listing.raw ?? new Map(),
+      ...(listing.checksumsText !== undefined ? { checksumsText: listing.checksumsText } : {}),
+    }, policies);
+  }
+  let release: ReleaseManifest;
+  if (isPolicySet(policies)) {
+    const p = policyForLine(policies, "0.1") ?? policies.lines[0];
+    release = { ...p, pins: pinsFor(policies, p) };
+  } else {
+    release = policies;
+  }
   const manifestName = join(dir, BUNDLE_MANIFEST);
   const manifestJson = listing.manifestText === undefined
     ? undefined
@@ -287,6 +335,7 @@ export function describeBundle(listing: BundleListing, release: ReleaseManifest)
     unlisted,
     missing: [...missing].sort(),
     warnings,
+    line: "0.1",
   };
 }
 
@@ -311,13 +360,20 @@ export function modelSources(paths: Iterable<string>): ModelSource[] {
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Lists every regular file under `dir` (following file symlinks, not dir symlinks). */
-async function listFiles(dir: string): Promise<Map<string, number>> {
+/**
+ * Lists every regular file under `dir` (following file symlinks, not dir symlinks), and every
+ * symlink's path into `symlinks`.
+ */
+async function listFiles(
+  dir: string,
+  symlinks: Set<string> = new Set(),
+): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const walk = async (rel: string) => {
     const abs = rel ? join(dir, rel) : dir;
     for await (const e of Deno.readDir(abs)) {
       const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isSymlink) symlinks.add(r);
       if (e.isDirectory) {
         await walk(r);
       } else if (e.isFile || e.isSymlink) {
@@ -332,6 +388,27 @@ async function listFiles(dir: string): Promise<Map<string, number>> {
   };
   await walk("");
   return out;
+}
+
+/** `models/<served>/manifest.json` of a 0.2 bundle. */
+function isModelManifest(p: string): boolean {
+  const parts = p.split("/");
+  return parts.length === 3 && parts[0] === MODELS_DIR && parts[2] === MODEL_MANIFEST;
+}
+
+async function readSmallBytes(path: string, size: number): Promise<Uint8Array> {
+  if (size > MAX_TEXT_FILE) {
+    throw preflightError(
+      "bundle",
+      `Cannot read "${path}": it is ${size} bytes, more than an index file can be`,
+      "Re-copy the file from the transfer media.",
+    );
+  }
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    throw preflightError("bundle", `Cannot read "${path}": ${(e as Error).message}`);
+  }
 }
 
 async function readSmallText(path: string, size: number): Promise<string> {
@@ -376,21 +453,36 @@ async function checkDir(dir: string): Promise<void> {
  * works out images, model sources, settings, unlisted and missing files. A missing or
  * unrecognisable folder, or a malformed manifest or checksums file, is a preflight error.
  */
-export async function readBundle(dir: string, release: ReleaseManifest): Promise<Bundle> {
+export async function readBundle(
+  dir: string,
+  release: ReleaseManifest | ReleasePolicies,
+): Promise<Bundle> {
   const abs = resolve(dir);
   await checkDir(abs);
   let files: Map<string, number>;
+  const symlinks = new Set<string>();
   try {
-    files = await listFiles(abs);
+    files = await listFiles(abs, symlinks);
   } catch (e) {
     throw preflightError("bundle", `Cannot list bundle "${abs}": ${(e as Error).message}`);
   }
   const manifestSize = files.get(BUNDLE_MANIFEST);
   const checksumsSize = files.get(CHECKSUMS_FILE);
+  // 0.2: the small index files are read as bytes (images.json is hashed as it lies on disk).
+  const raw = new Map<string, Uint8Array>();
+  if (files.has(BUNDLE_JSON)) {
+    const wanted = [BUNDLE_JSON, IMAGES_JSON, ...[...files.keys()].filter(isModelManifest)];
+    for (const p of wanted) {
+      const size = files.get(p);
+      if (size !== undefined) raw.set(p, await readSmallBytes(join(abs, p), size));
+    }
+  }
   return describeBundle(
     {
       dir: abs,
       files,
+      symlinks,
+      raw,
       ...(manifestSize !== undefined
         ? { manifestText: await readSmallText(join(abs, BUNDLE_MANIFEST), manifestSize) }
         : {}),
@@ -403,13 +495,14 @@ export async function readBundle(dir: string, release: ReleaseManifest): Promise
 }
 
 /**
- * The bundle's identity: `sha256:<hex>` over the bytes of its manifest.json (if any) followed
- * by its checksums.sha256 (if any). Two bundles with the same manifest and checksums hold the
- * same release. (A bundle with neither gets the digest of no bytes.)
+ * The bundle's identity: `sha256:<hex>` over the bytes of its manifest.json (0.1) or
+ * bundle.json (0.2), if any, followed by its checksums.sha256 (if any; in 0.2 it covers
+ * images.json). Two bundles with the same index files hold the same release. (A bundle with
+ * none gets the digest of no bytes.)
  */
 export async function bundleDigest(dir: string): Promise<string> {
   const h = createHash("sha256");
-  for (const name of [BUNDLE_MANIFEST, CHECKSUMS_FILE]) {
+  for (const name of [BUNDLE_MANIFEST, BUNDLE_JSON, CHECKSUMS_FILE]) {
     try {
       h.update(await Deno.readFile(join(dir, name)));
     } catch (e) {

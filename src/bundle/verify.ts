@@ -9,7 +9,18 @@ import { hashFiles, type HashResult, shortDigest } from "../hash.ts";
 import type { Bundle, BundleFile, ExpectedSource } from "./types.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
 
-export type FileVerdict = "ok" | "mismatch" | "missing" | "unlisted" | "skipped";
+/**
+ * `conflict`: two lists disagree on its digest (0.2: images.json vs checksums.sha256, a model
+ * manifest vs checksums.sha256); `unsafe`: a model path or link the bundle may not install.
+ */
+export type FileVerdict =
+  | "ok"
+  | "mismatch"
+  | "missing"
+  | "unlisted"
+  | "skipped"
+  | "conflict"
+  | "unsafe";
 
 export interface VerifiedFile {
   path: string;
@@ -30,6 +41,11 @@ export interface VerifyReport {
   errors: string[];
   /** Non-fatal remarks (unlisted files allowed by --allow-unlisted, --no-verify). */
   warnings: string[];
+  /**
+   * Files no checksum covers by design (0.2: bundle.json, model manifests, versions.env,
+   * wheels/): not verified, and trusted for nothing. Absent for 0.1 packages.
+   */
+  uncovered?: string[];
 }
 
 export interface VerifyOptions {
@@ -45,9 +61,18 @@ export interface VerifyOptions {
 
 export const RECOPY_HINT = "Re-copy the file from the transfer media, then run again.";
 
+/** Who lists a digest, for messages: "checksums.sha256", "the release pins", "images.json". */
+export function listerName(source: ExpectedSource | undefined): string {
+  return source === "pin"
+    ? "the release pins"
+    : source === "images.json"
+    ? "images.json"
+    : CHECKSUMS_FILE;
+}
+
 /** What one listed file's hash (or absence) means, with the message for a failure. Pure. */
 export function judgeFile(
-  f: Pick<BundleFile, "path" | "size" | "expected">,
+  f: Pick<BundleFile, "path" | "size" | "expected" | "manifestSha256">,
   hashed: HashResult | Error | undefined,
 ): { entry: VerifiedFile; error?: string } {
   const base: VerifiedFile = {
@@ -57,7 +82,7 @@ export function judgeFile(
     source: f.expected?.source,
     verdict: "ok",
   };
-  const lister = f.expected?.source === "pin" ? "the release pins" : CHECKSUMS_FILE;
+  const lister = listerName(f.expected?.source);
   if (f.size === undefined || isNotFound(hashed)) {
     return {
       entry: { ...base, size: undefined, verdict: "missing" },
@@ -73,8 +98,7 @@ export function judgeFile(
     };
   }
   const actual = hashed?.sha256;
-  if (!f.expected) return { entry: { ...base, actual, verdict: "unlisted" } };
-  if (actual !== f.expected.sha256) {
+  if (f.expected && actual !== f.expected.sha256) {
     return {
       entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
       error: `Cannot verify "${f.path}": sha256 is ${shortDigest(actual)}, ${lister} lists ${
@@ -82,6 +106,19 @@ export function judgeFile(
       }; re-copy the file from the transfer media`,
     };
   }
+  // A 0.2 model manifest's digest never makes a file trusted, but a file that disagrees with it
+  // is damaged all the same.
+  if (f.manifestSha256 && actual !== undefined && actual !== f.manifestSha256) {
+    return {
+      entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
+      error: `Cannot verify "${f.path}": sha256 is ${
+        shortDigest(actual)
+      }, its model manifest.json lists ${
+        shortDigest(f.manifestSha256)
+      }; re-copy the file from the transfer media`,
+    };
+  }
+  if (!f.expected) return { entry: { ...base, actual, verdict: "unlisted" } };
   return { entry: { ...base, actual, size: hashed?.size ?? f.size } };
 }
 
@@ -144,7 +181,7 @@ export async function verifyBundle(
     );
   }
 
-  const toHash = files.filter((f) => f.expected && f.size !== undefined);
+  const toHash = files.filter((f) => (f.expected || f.manifestSha256) && f.size !== undefined);
   ctx.progress.addTotal(toHash.reduce((s, f) => s + (f.size ?? 0), 0));
   ctx.progress.label(`verify ${toHash.length} file(s)`);
   const byAbs = new Map(toHash.map((f) => [f.abs, f]));
@@ -178,9 +215,31 @@ export async function verifyBundle(
     );
     entries.push({ path: p, verdict: "missing" });
   }
+  // Integrity problems found while reading (0.2): each fails the bundle, once per file.
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+  for (const p of bundle.problems ?? []) {
+    const e = byPath.get(p.path);
+    if (e && (e.verdict === "mismatch" || e.verdict === "missing") && p.verdict === e.verdict) {
+      continue; // hashing found the same thing and said so
+    }
+    errors.push(p.message);
+    if (e) {
+      if (e.verdict === "ok" || e.verdict === "unlisted") e.verdict = p.verdict;
+    } else {
+      const n: VerifiedFile = { path: p.path, verdict: p.verdict };
+      entries.push(n);
+      byPath.set(p.path, n);
+    }
+  }
   for (const w of warnings) ctx.log.warn(w);
   entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
-  return { ok: errors.length === 0, files: entries, errors, warnings };
+  return {
+    ok: errors.length === 0,
+    files: entries,
+    errors,
+    warnings,
+    ...(bundle.uncovered ? { uncovered: bundle.uncovered } : {}),
+  };
 }
 
 /**
@@ -190,7 +249,8 @@ export async function verifyBundle(
 export function assertVerified(report: VerifyReport): void {
   if (report.ok) return;
   const bad = report.files.filter((f) =>
-    f.verdict === "mismatch" || f.verdict === "missing" ||
+    f.verdict === "mismatch" || f.verdict === "missing" || f.verdict === "conflict" ||
+    f.verdict === "unsafe" ||
     (f.verdict === "unlisted" && report.errors.some((e) => e.includes(`"${f.path}"`)))
   );
   const names = bad.slice(0, 5).map((f) => `"${f.path}" (${f.verdict})`).join(", ");

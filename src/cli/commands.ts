@@ -1,6 +1,7 @@
 /** One handler per command: resolve inputs, call the steps, shape the report. */
-import { loadReleaseManifest } from "../bundle/release.ts";
-import { readBundle } from "../bundle/read.ts";
+import { loadReleasePolicies } from "../bundle/release.ts";
+import { formatName, readBundle } from "../bundle/read.ts";
+import type { Bundle } from "../bundle/types.ts";
 import { verifyBundle } from "../bundle/verify.ts";
 import { loadImages } from "../images/load.ts";
 import { runDoctor } from "../doctor/mod.ts";
@@ -12,30 +13,63 @@ import { rollbackCommand, statusCommand } from "./state.ts";
 import { demoCommand } from "./demo.ts";
 import { str } from "./flags.ts";
 
+/** The bundle as the reports show it: where, which format, which release line. */
+function bundleSummary(b: Bundle) {
+  return {
+    dir: b.dir,
+    format: b.format,
+    formatName: formatName(b.format),
+    ...(b.cortexVersion !== undefined ? { cortexVersion: b.cortexVersion } : {}),
+    ...(b.line !== undefined ? { line: b.line } : {}),
+  };
+}
+
+/** The human line about files no checksum covers (0.2), or nothing. */
+export function uncoveredLine(uncovered: readonly string[] | undefined): string[] {
+  if (!uncovered || uncovered.length === 0) return [];
+  return [
+    `note: not covered by any checksum (Cortex does not list them), so trusted for nothing: ${
+      uncovered.join(", ")
+    }`,
+  ];
+}
+
+const readPolicies = (ctx: Parameters<CommandHandler>[0], f: Parameters<CommandHandler>[1]) =>
+  loadReleasePolicies(str(f.manifest) && absPath(ctx, str(f.manifest)!));
+
 const verifyCommand: CommandHandler = async (ctx, f) => {
-  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
-  const bundle = await readBundle(await locateBundle(ctx, str(f.bundle)), release);
+  const bundle = await readBundle(
+    await locateBundle(ctx, str(f.bundle)),
+    await readPolicies(ctx, f),
+  );
   ctx.log.info(`Bundle ${bundle.dir}: ${formatName(bundle.format)}, ${bundle.files.length} files`);
+  for (const w of bundle.warnings) ctx.log.warn(w);
   const report = await verifyBundle(ctx, bundle, { allowUnlisted: f["allow-unlisted"] === true });
   const lines = report.files.map((x) => `  ${x.verdict.padEnd(9)} ${x.path}`);
   const human = [
-    `${report.ok ? "OK" : "FAILED"}: ${report.files.length} files checked in ${bundle.dir}`,
+    `${report.ok ? "OK" : "FAILED"}: ${report.files.length} files checked in ${bundle.dir} (${
+      formatName(bundle.format)
+    })`,
     ...lines,
+    ...uncoveredLine(report.uncovered),
     ...report.errors.map((e) => `error: ${e}`),
   ].join("\n");
   return {
     exitCode: report.ok ? ExitCode.Ok : ExitCode.Integrity,
-    report: { command: "verify", bundle: { dir: bundle.dir, format: bundle.format }, ...report },
+    report: { command: "verify", bundle: bundleSummary(bundle), ...report },
     human,
   };
 };
 
 const loadCommand: CommandHandler = async (ctx, f) => {
-  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
-  const bundle = await readBundle(await locateBundle(ctx, str(f.bundle)), release);
+  const bundle = await readBundle(
+    await locateBundle(ctx, str(f.bundle)),
+    await readPolicies(ctx, f),
+  );
   ctx.log.info(
     `Bundle ${bundle.dir}: ${formatName(bundle.format)}, ${bundle.images.length} images`,
   );
+  for (const w of bundle.warnings) ctx.log.warn(w);
   const report = await loadImages(ctx, bundle, {
     allowUnlisted: f["allow-unlisted"] === true,
     noVerify: f["no-verify"] === true,
@@ -48,16 +82,16 @@ const loadCommand: CommandHandler = async (ctx, f) => {
   ].join("\n");
   return {
     exitCode: ExitCode.Ok, // a critical failure throws; an optional one is a warning
-    report: { command: "load", bundle: { dir: bundle.dir, format: bundle.format }, ...report },
+    report: { command: "load", bundle: bundleSummary(bundle), ...report },
     human,
   };
 };
 
 const doctorCommand: CommandHandler = async (ctx, f) => {
-  const release = await loadReleaseManifest(str(f.manifest) && absPath(ctx, str(f.manifest)!));
   const bundle = f.bundle
-    ? await readBundle(await locateBundle(ctx, str(f.bundle)), release)
+    ? await readBundle(await locateBundle(ctx, str(f.bundle)), await readPolicies(ctx, f))
     : undefined;
+  if (bundle) ctx.log.info(`Bundle ${bundle.dir}: ${formatName(bundle.format)}`);
   const report = await runDoctor(ctx, {
     bundle,
     network: f.offline ? "offline" : f.online ? "online" : undefined,
@@ -75,18 +109,10 @@ const doctorCommand: CommandHandler = async (ctx, f) => {
   ).join("\n");
   return {
     exitCode: report.ok ? ExitCode.Ok : ExitCode.Preflight,
-    report: { command: "doctor", ...report },
+    report: { command: "doctor", ...(bundle ? { bundle: bundleSummary(bundle) } : {}), ...report },
     human,
   };
 };
-
-function formatName(f: string): string {
-  return f === "script"
-    ? "Cortex script package"
-    : f === "admin-ui"
-    ? "Cortex Admin-UI migration package"
-    : "folder of docker save tars";
-}
 
 export const COMMAND_HANDLERS: Record<string, CommandHandler> = {
   install: installCommand,

@@ -4,6 +4,7 @@
  */
 import { compareVersions } from "./docker.ts";
 import type { Check, Run } from "./types.ts";
+import type { EngineChoices } from "../host/engines.ts";
 
 export interface Gpu {
   index?: number;
@@ -38,6 +39,8 @@ export interface GpuInfo {
   kernelModule?: { version: string; open: boolean };
   nvidiaRuntime: boolean;
   images: ImageCudaNeed[];
+  /** With a working GPU: per engine, the image this driver runs and those not needed here. */
+  engines?: EngineChoices;
   error?: string;
 }
 

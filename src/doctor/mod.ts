@@ -59,6 +59,13 @@ import {
   tryListen,
 } from "./ports.ts";
 import type { Check, Run } from "./types.ts";
+import {
+  chooseEngines,
+  engineChecks,
+  type EngineVariant,
+  isEngine,
+  variantOf,
+} from "../host/engines.ts";
 
 export type { Check, Run } from "./types.ts";
 export type { DockerFacts } from "./docker.ts";
@@ -182,8 +189,7 @@ export function realDeps(ctx: Context): DoctorDeps {
 
 /** Whether a bundle image is an inference engine (vLLM, llama.cpp), which needs the GPU stack. */
 export function isEngineImage(img: BundleImage): boolean {
-  if (img.role) return /^(vllm|llamacpp|llama\.cpp|engine)/i.test(img.role);
-  return /vllm|llama/i.test([img.file, ...img.declaredRefs].join(" "));
+  return isEngine(img);
 }
 
 /** Size in bytes of a bundle file (from the bundle, else stat), 0 when unknown. */
@@ -241,7 +247,8 @@ export async function estimateModelBytes(
   let models = 0;
   let hfCache = 0;
   for (const m of bundle.models) {
-    if (m.kind === "folder") models += await treeSize(m.path);
+    if (m.kind === "bundle-model") models += m.files.reduce((s, f) => s + f.bytes, 0);
+    else if (m.kind === "folder") models += await treeSize(m.path);
     else if (m.kind === "hf-cache-archive") hfCache += await fileSize(bundle, m.path, m.path);
     else models += await fileSize(bundle, m.path, m.path);
   }
@@ -261,11 +268,15 @@ export async function composePortWants(
   return portsFromCompose(text, (k) => env(k) ?? dotEnv[k]);
 }
 
-/** Reads the CUDA needs of the bundle's engine images from their tars. */
+/**
+ * Reads the CUDA needs of the bundle's engine images from their tars; `variants` collects each
+ * one for the engine choice (src/host/engines.ts).
+ */
 async function engineNeeds(
   bundle: Bundle | undefined,
   gpu: GpuInfo,
   read: DoctorDeps["readTarIndex"],
+  variants: EngineVariant[] = [],
 ): Promise<ImageCudaNeed[]> {
   const out: ImageCudaNeed[] = [];
   for (const img of bundle?.images.filter(isEngineImage) ?? []) {
@@ -274,9 +285,11 @@ async function engineNeeds(
     let refs = img.declaredRefs;
     try {
       const idx = await read(abs);
+      variants.push(variantOf(img, idx));
       env = idx.images.flatMap((i) => i.env);
       if (refs.length === 0) refs = idx.images.flatMap((i) => i.repoTags);
     } catch (e) {
+      variants.push(variantOf(img, e instanceof Error ? e : new Error(String(e))));
       out.push({
         file: img.file,
         refs,
@@ -360,7 +373,13 @@ export async function runDoctor(
     })(),
   ]);
   throwIfAborted(ctx.signal);
-  gpu.images = await engineNeeds(opts.bundle, gpu, d.readTarIndex);
+  const variants: EngineVariant[] = [];
+  gpu.images = await engineNeeds(opts.bundle, gpu, d.readTarIndex, variants);
+  // Several builds of one engine (vLLM v0.28.0 and v0.28.0-cu129): the one this driver runs is
+  // chosen, the others are "not needed on this host" instead of failures.
+  const engines = chooseEngines(variants, gpu);
+  if (engines.selected && engines.engines.length > 0) gpu.engines = engines;
+  const engineCk = engineChecks(engines);
   const wantsGpu = gpu.images.some((i) => i.require !== undefined) ||
     (opts.bundle?.images.some(isEngineImage) ?? false);
 
@@ -368,7 +387,8 @@ export async function runDoctor(
     ...dockerChecks(docker),
     ...diskChecks(disk),
     ...gpuChecks(gpu, wantsGpu),
-    ...imageCudaChecks(gpu),
+    ...engineCk.checks,
+    ...imageCudaChecks({ ...gpu, images: gpu.images.filter((i) => !engineCk.files.has(i.file)) }),
     ...networkChecks(network),
     ...(ports.wants === undefined
       ? [{

@@ -163,7 +163,12 @@ function dquote(value: string): string {
 export function setEnvKeys(
   doc: EnvDoc,
   updates: Record<string, string>,
+  opts: {
+    /** How a value is written (default `quoteValue`); e.g. quoting that `bash .` also reads. */
+    quote?: (value: string, style: EnvEntry["quote"]) => string;
+  } = {},
 ): { doc: EnvDoc; changed: EnvChange[] } {
+  const quote = opts.quote ?? quoteValue;
   const lines = doc.lines.map((l) => ({ ...l }));
   const changed: EnvChange[] = [];
   const nl = doc.newline;
@@ -177,7 +182,7 @@ export function setEnvKeys(
       found = true;
       if (e.value === value) continue;
       differs = true;
-      const text = quoteValue(value, e.quote);
+      const text = quote(value, e.quote);
       const raw = e.prefix + text + e.suffix;
       l.raw = raw;
       l.entry = parseLine(raw);
@@ -196,7 +201,7 @@ export function setEnvKeys(
       added.push({ raw: APPEND_HEADER, eol: nl });
     }
     for (const key of missing) {
-      const raw = `${key}=${quoteValue(updates[key])}`;
+      const raw = `${key}=${quote(updates[key], "")}`;
       added.push({ raw, eol: nl, entry: parseLine(raw) });
       changed.push({ key, new: updates[key] });
     }

@@ -2,14 +2,18 @@ import assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { applySettings, planSettings, type SettingsInput, settingsKeys } from "./settings.ts";
 import { APPEND_HEADER, getEnv, parseEnv } from "./dotenv.ts";
-import { type ReleaseManifest, ReleaseManifestSchema } from "../bundle/release.ts";
+import { parseReleasePolicies, policyForLine, type ReleaseManifest } from "../bundle/release.ts";
 import { InstallError } from "../errors.ts";
 import { COMPOSE_OVERRIDE } from "../layout.ts";
 
 const FIX = new URL("../../test/testdata/cortex-v0.1.1/", import.meta.url).pathname;
-const RELEASE: ReleaseManifest = ReleaseManifestSchema.parse(
-  JSON.parse(Deno.readTextFileSync(new URL("../../assets/manifest.json", import.meta.url))),
-);
+const RELEASE: ReleaseManifest = policyForLine(
+  parseReleasePolicies(
+    Deno.readTextFileSync(new URL("../../assets/manifest.json", import.meta.url)),
+    "assets/manifest.json",
+  ),
+  "0.1",
+)!;
 const NOW = new Date("2026-01-18T12:00:00Z");
 
 async function withCortex(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -19,7 +19,7 @@ import {
 import { normalizeRef } from "../bundle/release.ts";
 import { canonicalRef } from "../host/compose.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
-import { RECOPY_HINT } from "../bundle/verify.ts";
+import { listerName, RECOPY_HINT } from "../bundle/verify.ts";
 
 /**
  * Reads and pipe writes of 1 MiB into `docker load`'s stdin: measured here 1.11x the time of
@@ -206,6 +206,39 @@ export function planUndo(
   return plan;
 }
 
+/**
+ * The tags a loaded tar must end up with: its RepoTags (`wantedTags`), plus, for a 0.2 image
+ * (`tagDeclared`), every declared ref on the tar's one image, even when its RepoTags name it
+ * differently (Cortex's loader then runs `docker tag <id> <ref>`). Pure.
+ */
+export function wantedTagsFor(
+  images: TarImage[],
+  declared: string[],
+  tagDeclared: boolean | undefined,
+): Map<string, string> {
+  const want = wantedTags(images, declared);
+  if (tagDeclared && images.length === 1) {
+    for (const d of declared) want.set(normalizeRef(d), images[0].imageId);
+  }
+  return want;
+}
+
+/**
+ * What the engine already has of a 0.2 image whose ID the bundle names up front: `present` when
+ * every declared ref points at that ID (no tar is opened), `tag` when the ID exists under other
+ * names (a `docker tag` suffices), `load` otherwise. Pure.
+ */
+export function presenceById(
+  imageId: string,
+  refs: string[],
+  before: EngineBefore,
+): "present" | "tag" | "load" {
+  if (refs.length > 0 && refs.every((r) => before.tags.get(normalizeRef(r)) === imageId)) {
+    return "present";
+  }
+  return before.ids.has(imageId) ? "tag" : "load";
+}
+
 /** Whether `--only` selects this image (file, base name or ref). Pure. */
 export function selected(only: string[] | undefined, file: string, refs: string[]): boolean {
   if (!only || only.length === 0) return true;
@@ -265,6 +298,25 @@ export async function loadImages(
     );
   }
   const filesByPath = new Map(bundle.files.map((f) => [f.path, f]));
+  // 0.2: images.json vs checksums.sha256 (or images.json itself) found damaged while reading:
+  // nothing is loaded from a bundle whose image list cannot be trusted.
+  const fatal = (bundle.problems ?? []).filter((p) => p.scope !== "models");
+  if (fatal.length > 0) {
+    if (!opts.noVerify) {
+      throw new InstallError(
+        "load",
+        fatal.length === 1
+          ? fatal[0].message
+          : `Cannot load images from "${bundle.dir}": ${fatal.length} integrity problems: ${
+            fatal.map((p) => `"${p.path}"`).join(", ")
+          }`,
+        ExitCode.Integrity,
+        fatal[0].hint ?? RECOPY_HINT,
+        fatal.length > 1 ? fatal.map((p) => p.message).join("\n") : undefined,
+      );
+    }
+    for (const p of fatal) warn(`${p.message} (ignored: --no-verify)`);
+  }
 
   /** Records a failure: throws for a critical image, warns for an optional one. */
   const fail = (p: Planned, err: InstallError): void => {
@@ -276,6 +328,8 @@ export async function loadImages(
 
   // 1. Plan: read each tar's index (headers only) and what the engine has, without loading.
   const plans: Planned[] = [];
+  /** 0.2 images whose ID exists under other names: `docker tag` only, no load. */
+  const tagOnly: Planned[] = [];
   for (const image of bundle.images) {
     const file = filesByPath.get(image.file);
     const entry: LoadedImage = {
@@ -324,6 +378,25 @@ export async function loadImages(
       warn(`Loading "${image.file}" unverified: no checksum or pin covers it (--allow-unlisted)`);
     }
     throwIfAborted(ctx.signal);
+    if (image.imageId && image.declaredRefs.length > 0) {
+      // The bundle names the image ID up front (0.2): decide without opening the tar.
+      const refs = image.declaredRefs.map(normalizeRef);
+      const before = await snapshot(ctx, refs, [image.imageId]);
+      const state = presenceById(image.imageId, refs, before);
+      if (state !== "load") {
+        entry.imageId = image.imageId;
+        p.want = new Map(refs.map((r) => [r, image.imageId!]));
+        p.before = before;
+        if (state === "present") {
+          entry.verdict = "present";
+          entry.message = "already present";
+          ctx.log.debug(`"${image.file}" is already present (image ID from the bundle)`);
+        } else {
+          tagOnly.push(p);
+        }
+        continue;
+      }
+    }
     try {
       p.index = opts.indexes?.get(image.file) ?? await readTarIndex(file.abs);
     } catch (e) {
@@ -342,7 +415,10 @@ export async function loadImages(
       continue;
     }
     p.refs = imageRefs(p.index, image.declaredRefs);
-    p.want = wantedTags(p.index.images, image.declaredRefs);
+    if (image.tagDeclared) {
+      p.refs = [...new Set([...p.refs, ...image.declaredRefs.map(normalizeRef)])];
+    }
+    p.want = wantedTagsFor(p.index.images, image.declaredRefs, image.tagDeclared);
     entry.refs = p.refs;
     entry.imageId = p.index.images[0]?.imageId;
     plans.push(p);
@@ -371,7 +447,13 @@ export async function loadImages(
     else ctx.log.debug(`Layer skipping is off: ${skip.reason}`);
   }
 
-  // 4. Load, one tar at a time (the engine's extraction is the bottleneck).
+  // 4. Images present under other names get their refs with `docker tag` (nothing read).
+  for (const p of tagOnly) {
+    throwIfAborted(ctx.signal);
+    await tagPresent(ctx, p, fail);
+  }
+
+  // 5. Load, one tar at a time (the engine's extraction is the bottleneck).
   for (const p of toLoad) {
     throwIfAborted(ctx.signal);
     let blank: Set<string> | undefined;
@@ -499,7 +581,7 @@ async function loadOne(
     if (r.interrupted) throw new InterruptedError();
     const left = undone.length ? ` (could not remove ${undone.join(", ")})` : "";
     if (mismatch) {
-      const lister = file.expected?.source === "pin" ? "the release pins" : CHECKSUMS_FILE;
+      const lister = listerName(file.expected?.source);
       return fail(
         p,
         new InstallError(
@@ -560,6 +642,36 @@ async function loadOne(
     );
   }
   p.entry.verdict = "loaded";
+  p.entry.seconds = (performance.now() - t0) / 1000;
+}
+
+/** Points every wanted ref of an image that is present by ID at it (`docker tag`). */
+async function tagPresent(
+  ctx: Context,
+  p: Planned,
+  fail: (p: Planned, e: InstallError) => void,
+): Promise<void> {
+  const t0 = performance.now();
+  for (const [ref, id] of p.want) {
+    if (p.before?.tags.get(ref) === id) continue;
+    const t = await ctx.docker.run(["tag", id, ref]);
+    if (t.code !== 0) {
+      return fail(
+        p,
+        new InstallError(
+          "load",
+          `Cannot tag "${id}" as "${ref}"`,
+          ExitCode.Docker,
+          undefined,
+          tail(t.stderr),
+        ),
+      );
+    }
+  }
+  p.entry.verdict = "present";
+  p.entry.message = `already present (image ID from the bundle); tagged as ${
+    [...p.want.keys()].join(", ")
+  }`;
   p.entry.seconds = (performance.now() - t0) / 1000;
 }
 

@@ -14,7 +14,17 @@ import { writeAll } from "../fsutil.ts";
 export const VerdictSchema = z.object({
   /** Bundle-relative path, or an image ref. */
   path: z.string(),
-  verdict: z.enum(["ok", "cached", "skipped", "mismatch", "missing", "unlisted", "failed"]),
+  verdict: z.enum([
+    "ok",
+    "cached",
+    "skipped",
+    "mismatch",
+    "missing",
+    "unlisted",
+    "failed",
+    "conflict",
+    "unsafe",
+  ]),
   sha256: z.string().optional(),
   detail: z.string().optional(),
 });

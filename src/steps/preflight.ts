@@ -74,6 +74,15 @@ export async function preflight(
   o: InstallOptions,
   { journal, release, bundle, digest }: PreflightInputs,
 ): Promise<Prepared> {
+  // Cortex 0.2's settings, secrets and models are not installed yet (their planning modules live
+  // in src/host/); refuse before anything is written rather than install it the 0.1 way.
+  if (bundle.line !== undefined && bundle.line !== "0.1") {
+    throw preflightError(
+      "preflight",
+      `Cannot install "${bundle.dir}" yet: it is a Cortex ${bundle.line} bundle, and install writes only Cortex 0.1's settings`,
+      "`cortex-install verify`, `load` and `doctor --bundle` work on it today.",
+    );
+  }
   // Fail closed before anything is written: every image tar, archive and model file must be
   // covered by a checksum or a pin (load and models check again as they read).
   if (bundle.unlisted.length > 0 && !o.allowUnlisted && !o.noVerify) {
