@@ -86,8 +86,8 @@ export async function buildGatewayImage(o: {
   const ref = o.ref ?? `cit-gw-${label}/cortex-gateway:${version}`;
   const fs = await RootFs.create([{ name: "cortex", uid: 1000, home: "/app" }]);
   try {
-    await fs.copy(PSQL, 0o755);
-    await fs.copyLibrariesOf([PSQL]);
+    fs.include(PSQL);
+    await fs.includeLibrariesOf([PSQL]);
     for (const f of ["entry.sh", "handler.sh", "job.sh", "lib.sh"]) {
       await fs.write(`/gw/${f}`, await Deno.readFile(`${SRC}${f}`), 0o755);
     }
@@ -147,6 +147,11 @@ export interface GatewayContainer {
   requests(): Promise<RecordedRequest[]>;
   /** Polls /health until it answers {"status":"ok"}; throws (with the log) when it exits first. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /**
+   * Polls /health until the server answers at all (it listens only after its start-up, migration
+   * included); returns the HTTP status and body. Throws when it exits first.
+   */
+  waitAnswer(timeoutMs?: number): Promise<{ status: number; body: string }>;
   /** Waits for the container to exit; returns its exit code (undefined on timeout). */
   waitExit(timeoutMs?: number): Promise<number | undefined>;
   logs(): Promise<string>;
@@ -212,7 +217,22 @@ export async function startGateway(o: StartGatewayOptions): Promise<GatewayConta
     logs,
     requests: async () => {
       const text = await Deno.readTextFile(recordFile).catch(() => "");
-      return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+      return text.split("\n").filter((l) => l.trim()).map((l) => {
+        const r = JSON.parse(l);
+        if (typeof r.body_b64 === "string") {
+          const raw = new TextDecoder().decode(
+            Uint8Array.from(atob(r.body_b64), (c) => c.charCodeAt(0)),
+          );
+          try {
+            r.body = JSON.parse(raw);
+          } catch {
+            r.body = raw;
+          }
+          delete r.body_b64;
+        }
+        r.body ??= null;
+        return r as RecordedRequest;
+      });
     },
     waitHealthy: async (timeoutMs = 60_000) => {
       const until = Date.now() + timeoutMs;
@@ -228,6 +248,20 @@ export async function startGateway(o: StartGatewayOptions): Promise<GatewayConta
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error(`gateway stand-in ${name} did not become healthy:\n${await logs()}`);
+    },
+    waitAnswer: async (timeoutMs = 60_000) => {
+      const until = Date.now() + timeoutMs;
+      while (Date.now() < until) {
+        try {
+          const res = await fetch(`${url}/health`);
+          return { status: res.status, body: await res.text() };
+        } catch {
+          // not listening yet
+        }
+        if (!await running()) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`gateway stand-in ${name} never answered:\n${await logs()}`);
     },
     waitExit: async (timeoutMs = 60_000) => {
       const until = Date.now() + timeoutMs;

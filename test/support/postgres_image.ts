@@ -62,19 +62,23 @@ export async function buildPostgresImage(
     { name: "postgres", uid: PG_UID, home: "/var/lib/postgresql" },
   ]);
   try {
+    fs.include(PG_LIB);
+    fs.include(PG_SHARE);
     // llvmjit needs LLVM (105 MB) and is useless here: left out, and jit=off in the entry script.
-    await fs.copyTree(PG_LIB, ["lib/llvmjit.so", "lib/llvmjit_types.bc", "lib/bitcode"]);
-    await fs.copyTree(PG_SHARE);
-    const binaries = await filesIn(`${PG_LIB}/bin`);
+    // postmaster is a link to postgres (tar -h would store a second copy).
+    for (const x of ["lib/llvmjit*", "lib/bitcode", "bin/postmaster"]) {
+      fs.exclude(`${PG_LIB.slice(1)}/${x}`);
+    }
+    const binaries = (await filesIn(`${PG_LIB}/bin`)).filter((f) => !f.endsWith("/postmaster"));
     const modules = (await filesIn(`${PG_LIB}/lib`, ".so")).filter((f) => !/llvmjit/.test(f));
-    const unresolved = await fs.copyLibrariesOf([...binaries, ...modules]);
-    for (const f of unresolved) await Deno.remove(`${fs.dir}${f}`).catch(() => {});
+    const unresolved = await fs.includeLibrariesOf([...binaries, ...modules]);
+    for (const f of unresolved) fs.exclude(f.slice(1));
     // Debian builds PostgreSQL with the system tzdata; UTC is all the tests need.
-    for (const z of ["UTC", "Etc/UTC", "GMT", "Etc/GMT"]) await fs.copy(`/usr/share/zoneinfo/${z}`);
+    for (const z of ["UTC", "Etc/UTC", "GMT", "Etc/GMT"]) fs.include(`/usr/share/zoneinfo/${z}`);
     for (
       const d of ["/var/run/postgresql", "/var/lib/postgresql/data", "/docker-entrypoint-initdb.d"]
     ) {
-      await Deno.mkdir(`${fs.dir}${d}`, { recursive: true });
+      await fs.mkdir(d);
     }
     await fs.write("/usr/local/bin/docker-entrypoint.sh", await Deno.readFile(ENTRY), 0o755);
     // initdb asks `locale -a` for the system's locales; answer "C" quietly instead of "not found".
@@ -200,16 +204,34 @@ export async function startPostgres(o: StartPostgresOptions = {}): Promise<PgCon
   return c;
 }
 
-/** Polls `pg_isready` for the container's database (60 s at most). */
+/**
+ * Waits until the server takes connections: polls its loopback TCP port from here (the entry
+ * script keeps TCP closed until initialisation is over, as the official image does), then asks
+ * `pg_isready` in the container. 60 s at most; throws with the container's log.
+ */
 export async function waitPgReady(c: PgContainer, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
+  let lastCheck = Date.now();
   while (Date.now() < until) {
-    // -h 127.0.0.1: ready on TCP, not only on the init phase's socket-only temporary server.
-    const r = await c.exec(["pg_isready", "-q", "-h", "127.0.0.1", "-U", c.user, "-d", c.db]);
-    if (r.code === 0) return;
-    const st = await runDocker(["inspect", "--format", "{{.State.Running}}", c.id]);
-    if (st.stdout.trim() === "false") break;
-    await new Promise((r) => setTimeout(r, 100));
+    let open = false;
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: c.port });
+      conn.close();
+      open = true;
+    } catch {
+      // not listening yet
+    }
+    if (open) {
+      const r = await c.exec(["pg_isready", "-q", "-h", "127.0.0.1", "-U", c.user, "-d", c.db]);
+      if (r.code === 0) return;
+    }
+    // docker calls are slow on a busy host: look at the container's state once a second only.
+    if (Date.now() - lastCheck > 1000) {
+      lastCheck = Date.now();
+      const st = await runDocker(["inspect", "--format", "{{.State.Running}}", c.id]);
+      if (st.stdout.trim() === "false") break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
   const logs = await runDocker(["logs", "--tail", "30", c.id]);
   throw new Error(

@@ -49,6 +49,7 @@ const APPLETS = [
   "touch",
   "xargs",
   "basename",
+  "base64",
   "dirname",
   "rmdir",
 ];
@@ -62,23 +63,32 @@ async function must(
   return r.stdout;
 }
 
-/** A root filesystem being assembled in a temp dir. */
+/**
+ * A root filesystem being assembled: small files written into a temp dir (the overlay) plus host
+ * files and trees that are not copied but read by `tar` straight from the host at import time
+ * (dereferenced, at their own paths). The overlay holds no symlinks for that reason: busybox
+ * applets are hard links.
+ */
 export class RootFs {
+  /** Host paths (relative to /) that go into the image as they are on the host. */
+  private readonly host = new Set<string>();
+  private readonly excludes: string[] = [];
+
   private constructor(readonly dir: string) {}
 
   /** A new root with busybox, /tmp, /etc/passwd (root and `users`), /etc/group. */
   static async create(users: { name: string; uid: number; home: string }[] = []): Promise<RootFs> {
     const dir = await Deno.makeTempDir({ prefix: "cit-rootfs-" });
+    // The overlay's "." becomes the image's "/": it must be traversable by non-root users.
+    await Deno.chmod(dir, 0o755);
     const fs = new RootFs(dir);
-    for (const d of ["bin", "etc", "tmp", "lib/x86_64-linux-gnu", "lib64", "usr/lib", "usr/bin"]) {
+    for (const d of ["bin", "etc", "tmp", "usr/bin"]) {
       await Deno.mkdir(`${dir}/${d}`, { recursive: true });
     }
     await Deno.chmod(`${dir}/tmp`, 0o1777);
-    // Debian's merged /usr: binaries name libraries under /lib or /usr/lib; both resolve here.
-    await Deno.symlink("../../lib/x86_64-linux-gnu", `${dir}/usr/lib/x86_64-linux-gnu`);
     await Deno.copyFile("/bin/busybox", `${dir}/bin/busybox`);
     await Deno.chmod(`${dir}/bin/busybox`, 0o755);
-    for (const a of APPLETS) await Deno.symlink("busybox", `${dir}/bin/${a}`);
+    for (const a of APPLETS) await Deno.link(`${dir}/bin/busybox`, `${dir}/bin/${a}`);
     const passwd = ["root:x:0:0:root:/root:/bin/sh"];
     const group = ["root:x:0:"];
     for (const u of users) {
@@ -90,23 +100,17 @@ export class RootFs {
     return fs;
   }
 
-  /** Copies a host file (following links) to the same path in the root. */
-  async copy(hostPath: string, mode?: number): Promise<void> {
-    const to = `${this.dir}${hostPath}`;
-    await Deno.mkdir(dirname(to), { recursive: true });
-    await Deno.copyFile(hostPath, to);
-    if (mode !== undefined) await Deno.chmod(to, mode);
+  /** Includes a host file or directory tree (links followed) at the same path in the image. */
+  include(hostPath: string): void {
+    this.host.add(hostPath.replace(/^\/+/, ""));
   }
 
-  /** Copies a host directory tree (cp -a) to the same path in the root. */
-  async copyTree(hostDir: string, exclude: string[] = []): Promise<void> {
-    const to = `${this.dir}${hostDir}`;
-    await Deno.mkdir(dirname(to), { recursive: true });
-    await must(runCommand("cp", ["-a", hostDir, to]), `copying ${hostDir}`);
-    for (const e of exclude) await Deno.remove(`${to}/${e}`, { recursive: true }).catch(() => {});
+  /** Leaves out host paths matching a tar `--exclude` pattern (e.g. `usr/lib/x/*.so`). */
+  exclude(pattern: string): void {
+    this.excludes.push(pattern);
   }
 
-  /** Writes a file in the root. */
+  /** Writes a file in the overlay. */
   async write(path: string, content: string | Uint8Array, mode = 0o644): Promise<void> {
     const to = `${this.dir}${path}`;
     await Deno.mkdir(dirname(to), { recursive: true });
@@ -115,53 +119,69 @@ export class RootFs {
     await Deno.chmod(to, mode);
   }
 
+  /** Creates a directory in the overlay. */
+  async mkdir(path: string, mode = 0o755): Promise<void> {
+    await Deno.mkdir(`${this.dir}${path}`, { recursive: true });
+    await Deno.chmod(`${this.dir}${path}`, mode);
+  }
+
   /**
-   * Copies every shared library that `ldd` names for these host files (and the dynamic loader)
-   * to the path ldd printed. Files with a library ldd cannot find are returned (and their
-   * libraries not copied): the caller leaves them out.
+   * Includes every shared library that `ldd` names for these host files (and the dynamic loader),
+   * at the path ldd printed. Files with a library ldd cannot find are returned (and their
+   * libraries not included): the caller leaves them out.
    */
-  async copyLibrariesOf(hostFiles: string[]): Promise<string[]> {
-    const libs = new Set<string>();
+  async includeLibrariesOf(hostFiles: string[]): Promise<string[]> {
+    if (hostFiles.length === 0) return [];
+    // One ldd for all files (it prints "<file>:" before each file's libraries).
+    const r = await runCommand("ldd", hostFiles);
+    const perFile = new Map<string, string[]>();
+    let current: string[] | undefined;
+    for (const line of r.stdout.split("\n")) {
+      const head = line.match(/^(\/\S+):$/);
+      if (head && hostFiles.includes(head[1])) {
+        current = [];
+        perFile.set(head[1], current);
+      } else if (current) current.push(line);
+    }
+    if (hostFiles.length === 1 && !perFile.size) perFile.set(hostFiles[0], r.stdout.split("\n"));
     const unresolved: string[] = [];
-    for (const f of hostFiles) {
-      const r = await runCommand("ldd", [f]);
-      if (r.code !== 0) continue; // not dynamic (scripts, static binaries)
-      if (/not found/.test(r.stdout)) {
+    for (const [f, lines] of perFile) {
+      if (lines.some((l) => /not found/.test(l))) {
         unresolved.push(f);
         continue;
       }
-      for (const line of r.stdout.split("\n")) {
+      for (const line of lines) {
         const m = line.match(/=>\s+(\/\S+)/) ?? line.match(/^\s*(\/\S+)\s+\(/);
-        if (m) libs.add(m[1]);
-      }
-    }
-    for (const lib of libs) {
-      const to = `${this.dir}${lib}`;
-      try {
-        await Deno.lstat(to);
-      } catch {
-        await this.copy(lib);
+        if (m) this.include(m[1]);
       }
     }
     return unresolved;
   }
 
   /**
-   * `docker import`s the root (as uid/gid 0) with Dockerfile-style `changes` and returns the
-   * image ID and the wall time of the import alone.
+   * `docker import`s overlay + host paths as one layer (owners numeric, as on the host: root) with
+   * Dockerfile-style `changes`. Returns the image ID and the wall time of the import (which
+   * includes reading the host files).
    */
   async import(ref: string, changes: string[]): Promise<{ id: string; importMs: number }> {
     const t = performance.now();
     await must(
       runCommand("sh", [
         "-c",
-        'd="$1"; shift; tar -C "$d" --numeric-owner -c . | docker import "$@"',
+        // $EXCL and $HOSTS are word lists (no spaces in these paths); set -f: no globbing.
+        'd="$1"; shift; set -f; ' +
+        'tar -c -h --numeric-owner -f - $EXCL -C "$d" . -C / $HOSTS | docker import "$@"',
         "sh",
         this.dir,
         ...changes.flatMap((c) => ["--change", c]),
         "-",
         ref,
-      ]),
+      ], {
+        env: {
+          EXCL: this.excludes.map((e) => `--exclude=${e}`).join(" "),
+          HOSTS: [...this.host].sort().join(" "),
+        },
+      }),
       `docker import ${ref}`,
     );
     const importMs = performance.now() - t;

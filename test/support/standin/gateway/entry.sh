@@ -72,6 +72,17 @@ case "$STANDIN_SCHEMA" in
 esac
 
 psql_q -f /gw/sql/bootstrap.sql >/dev/null || { log "ERROR: admin bootstrap failed"; exit 1; }
+# The session secret in force (SESSION_SECRET, or the random one bootstrap kept in config_kv), for
+# handler.sh's cookie check.
+(
+  umask 077
+  if [ -n "${SESSION_SECRET:-}" ]; then
+    printf '%s' "$SESSION_SECRET" >"$STATE_DIR/session_secret"
+  else
+    psql_q -At -c "SELECT value FROM config_kv WHERE key = 'session_secret'" | tr -d '\n' \
+      >"$STATE_DIR/session_secret"
+  fi
+)
 
 if [ "$STANDIN_FAIL" = crash ]; then
   log "ERROR: STANDIN_FAIL=crash: start-up fails after the migration"

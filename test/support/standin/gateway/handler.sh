@@ -49,9 +49,19 @@ qparam() {
   return 0
 }
 
-export REQ_METHOD="$method" REQ_PATH="$path" REQ_QUERY="$query" REQ_BODY="$body" \
-  REQ_SESSION="$session" REQ_AT="$(now_iso)"
-psql_q -f "$SQL/record.sql" -At >>"$STANDIN_RECORD" 2>/dev/null || log "could not record a request"
+export REQ_BODY="$body"
+
+# One JSON line per request; the body as base64 (no JSON parsing in the shell). A login's body
+# holds the password: sql/login_record.sql gives that body without it.
+jstr() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\r\n'; }
+record() {
+  printf '{"at":"%s","method":"%s","path":"%s","query":"%s","session":%s%s}\n' "$(now_iso)" \
+    "$(jstr "$method")" "$(jstr "$path")" "$(jstr "$query")" \
+    "$([ -n "$session" ] && echo true || echo false)" "$1" >>"$STANDIN_RECORD"
+}
+if [ "$path" != /auth/login ]; then
+  record "$([ -n "$body" ] && printf ',"body_b64":"%s"' "$(printf '%s' "$body" | base64 -w 0)")"
+fi
 
 # Runs an endpoint script whose one output value is "STATUS\nSET-COOKIE\nBODY".
 sql_endpoint() {
@@ -69,12 +79,20 @@ sql_endpoint() {
   if [ -n "$ck" ]; then respond "$st" "$bd" "Set-Cookie: $ck"; else respond "$st" "$bd"; fi
 }
 
-# All /admin routes need an Admin session cookie (facts §6).
+# All /admin routes need an Admin session cookie (facts §6): uid.exp.role.sig, signed with the
+# session secret (Cortex: HMAC with SESSION_SECRET), unexpired, role Admin.
 require_admin() {
-  if [ -z "$session" ] || [ "$(psql_q -At -f "$SQL/session.sql" 2>/dev/null)" != t ]; then
-    respond_error 401 not_authenticated "Admin session required"
-    return 1
+  old_ifs="$IFS"
+  IFS=.
+  # shellcheck disable=SC2086
+  set -- $session
+  IFS="$old_ifs"
+  if [ $# -eq 4 ] && [ "$3" = Admin ] && [ "$2" -gt "$(date +%s)" ] 2>/dev/null &&
+    [ "$4" = "$(printf '%s' "$(cat "$STATE_DIR/session_secret"):$1:$2:$3" | sha256sum | cut -d' ' -f1)" ]; then
+    return 0
   fi
+  respond_error 401 not_authenticated "Admin session required"
+  return 1
 }
 
 # The bundle dir named by "$1", checked as the gateway does (facts §6): under a transfer dir,
@@ -88,8 +106,7 @@ check_bundle() {
     respond_error 404 bundle_not_found "No bundle.json in that folder"
     return 1
   fi
-  if [ "$(BUNDLE_JSON="$(cat "$1/bundle.json")" psql_q -At -f "$SQL/bundle_kind.sql" 2>/dev/null)" \
-    != cortex-bundle ]; then
+  if ! grep -q -E '"kind" *: *"cortex-bundle"' "$1/bundle.json"; then
     respond_error 400 invalid_bundle "bundle.json is not a cortex-bundle"
     return 1
   fi
@@ -171,7 +188,10 @@ case "$method $path" in
       respond 200 '{"status":"ok"}'
     fi
     ;;
-  "POST /auth/login") sql_endpoint login.sql ;;
+  "POST /auth/login")
+    record "$(psql_q -At -f "$SQL/login_record.sql" 2>/dev/null | sed 's/^/,"body":/')"
+    sql_endpoint login.sql
+    ;;
   "GET /admin/bundles/scan" | "POST /admin/bundles/import" | "GET /admin/bundles/status")
     # The bundles API is new in 0.2 (facts §6); 0.1 has no such routes.
     if [ "$STANDIN_SCHEMA" != 0.2 ]; then

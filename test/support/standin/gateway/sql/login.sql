@@ -20,7 +20,8 @@ SELECT CASE
     E'401\n\n{"error":{"code":"invalid_credentials","message":"Invalid username or password"}}'
   ELSE (
     SELECT E'200\n'
-      || 'cortex_session=' || f.id || '.' || e.exp || '.' || pg_temp.sign(pg_temp.secret(:'env_secret'), f.id, e.exp)
+      || 'cortex_session=' || f.id || '.' || e.exp || '.' || f.role || '.'
+      || pg_temp.sign(pg_temp.secret(:'env_secret'), f.id, e.exp, f.role)
       || '; HttpOnly; Path=/; SameSite=Lax; Max-Age=' || (e.exp - extract(epoch FROM now())::bigint)
       || CASE WHEN lower(:'secure') IN ('1', 'true', 'yes', 'on') THEN '; Secure' ELSE '' END
       || E'\n' || json_build_object('status', 'ok', 'user',
