@@ -32,7 +32,9 @@ import {
 import {
   bundleContainerPath,
   gatewayViewFromContainer,
+  login,
   registerModels,
+  scanBundle,
 } from "../../src/host/cortex_api.ts";
 import { InstallError, InterruptedError } from "../../src/errors.ts";
 
@@ -354,7 +356,7 @@ Deno.test({
           const inside = bundleContainerPath(bundleHost, view);
           assertEquals(inside, "/host/media/usb/cortex-bundle-20260910");
           const api = { baseUrl: gw.url };
-          const reg = (conflict: "skip" | "rename" | "error") =>
+          const reg = (conflict: "skip" | "rename" | "replace" | "error") =>
             registerModels(api, {
               username: "admin",
               password: ADMIN_PASSWORD,
@@ -368,6 +370,20 @@ Deno.test({
             "llama-8b",
             "created",
           ], ["qwen-7b", "created"]]);
+          // What the gateway's scan says now (facts §6): registered, files on the host or not.
+          const session = await login(api, "admin", ADMIN_PASSWORD);
+          const scanned = await scanBundle(api, session, inside, true);
+          assertEquals(scanned.checksums, {
+            verified: true,
+            ok: 2,
+            bad: 0,
+            missing: 0,
+            present: true,
+          });
+          const seen = scanned.models.map((m) =>
+            [m.served_model_name, m.already_registered, m.files_present_on_host] as const
+          );
+          assertEquals(seen.sort(), [["llama-8b", true, false], ["qwen-7b", true, true]]);
           const second = await reg("skip");
           assertEquals(second.models.map((m) => [m.servedModelName, m.status]).sort(), [[
             "llama-8b",
@@ -388,13 +404,18 @@ Deno.test({
             "llama-8b-2",
             "qwen-7b-2",
           ]);
+          const replaced = await reg("replace");
+          assertEquals(
+            replaced.models.map((m) => [m.servedModelName, m.status, m.modelId]).sort(),
+            first.models.map((m) => [m.servedModelName, "replaced", m.modelId]).sort(),
+          );
           const refused = await assertRejects(() => reg("error"), InstallError);
           assertMatch(refused.message, /already exists/);
 
           // What the gateway received: cookie on every /admin call, the import asked for records only.
           const reqs = await gw.requests();
           const imports = reqs.filter((r) => r.path === "/admin/bundles/import");
-          assertEquals(imports.length, 4);
+          assertEquals(imports.length, 5);
           for (const r of imports) {
             assertEquals(r.session, true);
             assertEquals([r.body.copy_files, r.body.load_images, r.body.path], [
@@ -403,7 +424,13 @@ Deno.test({
               inside,
             ]);
           }
-          assertEquals(imports.map((r) => r.body.conflict), ["skip", "skip", "rename", "error"]);
+          assertEquals(imports.map((r) => r.body.conflict), [
+            "skip",
+            "skip",
+            "rename",
+            "replace",
+            "error",
+          ]);
           const scan = reqs.find((r) => r.path === "/admin/bundles/scan")!;
           assertMatch(scan.query, /path=%2Fhost%2Fmedia%2Fusb%2Fcortex-bundle-20260910/);
           assert(reqs.filter((r) => r.path.startsWith("/admin")).every((r) => r.session));

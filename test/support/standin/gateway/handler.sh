@@ -132,7 +132,8 @@ do_scan() {
   case "$(qparam verify)" in true | 1) checks="$(checksums_json "$bpath")" ;; esac
   manifests="$(manifests_json "$bpath")"
   # Model files already at <models dir>/<path> with the listed size (files_present_on_host).
-  missing="$(MANIFESTS="$manifests" psql_q -At -f "$SQL/manifest_files.sql" | while IFS="$(printf '\t')" read -r served rel bytes; do
+  tab="$(printf '\t')"
+  missing="$(MANIFESTS="$manifests" psql_q -At -F "$tab" -f "$SQL/manifest_files.sql" | while IFS="$tab" read -r served rel bytes; do
     f="$CORTEX_MODELS_DIR/$rel"
     if [ ! -f "$f" ] || [ "$(stat -c %s "$f")" != "$bytes" ]; then printf '%s\n' "$served"; fi
   done)"
