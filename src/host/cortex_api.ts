@@ -430,16 +430,17 @@ export async function registerModels(
     conflict: r.conflict,
     servedModelNames: r.servedModelNames,
   };
+  const wait: WaitOptions = { timeoutMs: r.timeoutMs, pollMs: r.pollMs, onStatus: r.onStatus };
   let job: BundleJob;
   try {
     job = await startImport(o, session, req);
   } catch (e) {
     if (!(e instanceof JobRunningError)) throw e;
     // Someone else's job (an Admin-UI transfer): wait for it, then try once more.
-    await waitForJob(o, session, { ...r, jobId: undefined });
+    await waitForJob(o, session, wait);
     job = await startImport(o, session, req);
   }
-  const done = await waitForJob(o, session, { ...r, jobId: job.id });
+  const done = await waitForJob(o, session, { ...wait, jobId: job.id });
   if (done.status !== "completed") {
     throw apiError(
       `Cannot register the bundle's models in Cortex: the import job ${done.status}${

@@ -386,15 +386,32 @@ export async function backupDatabase(
 ): Promise<Backup> {
   const started = (o.now ?? (() => new Date()))();
   const t0 = performance.now();
-  await Deno.mkdir(o.dir, { recursive: true, mode: 0o700 });
   const label = o.label ? "-" + o.label.replace(/[^A-Za-z0-9._-]+/g, "-") : "";
   let file = `cortex-db-${stamp(started)}${label}.sql`;
-  for (let i = 2; await exists(`${o.dir}/${file}`); i++) {
-    file = `cortex-db-${stamp(started)}${label}-${i}.sql`;
+  let out: Deno.FsFile;
+  try {
+    await Deno.mkdir(o.dir, { recursive: true, mode: 0o700 });
+    for (
+      let i = 2;
+      await exists(`${o.dir}/${file}`) || await exists(`${o.dir}/${file}${PARTIAL_SUFFIX}`);
+      i++
+    ) {
+      file = `cortex-db-${stamp(started)}${label}-${i}.sql`;
+    }
+    out = await Deno.open(`${o.dir}/${file}${PARTIAL_SUFFIX}`, {
+      write: true,
+      createNew: true,
+      mode: 0o600,
+    });
+  } catch (e) {
+    throw dbError(
+      `Cannot back up the database "${t.database}": cannot write in "${o.dir}": ${errText(e)}`,
+      ExitCode.Preflight,
+      "Nothing was changed. Check the state dir (--state-dir) is writable.",
+    );
   }
   const path = `${o.dir}/${file}`;
   const partial = path + PARTIAL_SUFFIX;
-  const out = await Deno.open(partial, { write: true, createNew: true, mode: 0o600 });
   const hash = createSha256();
   let bytes = 0;
   let tail: Uint8Array = new Uint8Array(0);

@@ -128,6 +128,17 @@ Deno.test("backupDatabase() refuses an incomplete dump and leaves no file", asyn
   }
 });
 
+Deno.test("backupDatabase() refuses an unwritable backup dir before running pg_dump", async () => {
+  const { run, calls } = fakeRunner(() => ({ stream: [DUMP] }));
+  const e = await assertRejects(
+    () => backupDatabase(run, target, { dir: "/dev/null/backups" }),
+    InstallError,
+  );
+  assertMatch(e.message, /cannot write in "\/dev\/null\/backups"/);
+  assertEquals(e.exitCode, 3);
+  assertEquals(calls.length, 0);
+});
+
 Deno.test("backupDatabase() removes the partial file when writing fails or is interrupted", async () => {
   const dir = await tempDir();
   try {
