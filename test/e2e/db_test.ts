@@ -257,11 +257,14 @@ Deno.test({
         },
       );
 
+      // One server as Cortex's compose creates it for the last two steps (each its own database).
+      const pgc = await startPostgres({ image: pgImg.ref, user: "cortex", db: "cortex" });
+      removers.push(pgc.remove);
+
       await t.step(
         "0.1 -> 0.2 migrates; 0.1 then refuses the 0.2 schema; the 0.1 backup brings 0.1 back with its row",
         async () => {
-          const pg = await startPostgres({ image: pgImg.ref, user: "cortex", db: "cortex" });
-          removers.push(pg.remove);
+          const pg = pgc;
           const target = await pgTargetFromContainer(run, pg.id);
           const start = async (image: string, env: Record<string, string> = {}) => {
             const g = await startGateway({
@@ -327,8 +330,11 @@ Deno.test({
       await t.step(
         "login and the bundles API: models registered once, skipped on the second import",
         async () => {
-          const pg = await startPostgres({ image: pgImg.ref });
-          removers.push(pg.remove);
+          await pgc.psql("CREATE DATABASE bundles");
+          const pg = {
+            url: pgc.url.replace(/\/cortex$/, "/bundles"),
+            psql: (sql: string) => pgc.psql(sql, "bundles"),
+          };
           const media = `${tmp}/usb`;
           const bundleHost = `${media}/cortex-bundle-20260910`;
           await writeBundle(bundleHost, ["qwen-7b", "llama-8b"]);

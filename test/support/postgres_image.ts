@@ -127,8 +127,11 @@ export interface PgContainer {
   db: string;
   /** `postgresql://user:password@127.0.0.1:port/db` (for the gateway stand-in's DATABASE_URL). */
   url: string;
-  /** Runs SQL with psql through `docker exec` (Unix socket); returns unaligned tuples-only stdout. */
-  psql(sql: string): Promise<string>;
+  /**
+   * Runs SQL with psql through `docker exec` (Unix socket) in `db` (default the container's);
+   * returns unaligned tuples-only stdout.
+   */
+  psql(sql: string, db?: string): Promise<string>;
   /** `docker exec <ctr> ...args` */
   exec(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** `docker rm -f -v` the container. */
@@ -178,7 +181,7 @@ export async function startPostgres(o: StartPostgresOptions = {}): Promise<PgCon
     db,
     url: `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`,
     exec,
-    psql: async (sql) => {
+    psql: async (sql, inDb = db) => {
       const r = await exec([
         "psql",
         "-X",
@@ -189,7 +192,7 @@ export async function startPostgres(o: StartPostgresOptions = {}): Promise<PgCon
         "-U",
         user,
         "-d",
-        db,
+        inDb,
         "-c",
         sql,
       ]);
