@@ -40,7 +40,8 @@ export type Step =
   | "settings"
   | "stack"
   | "state"
-  | "rollback";
+  | "rollback"
+  | "database";
 
 /**
  * A failure of one install step, with what to do about it.
