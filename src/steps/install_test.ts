@@ -165,7 +165,7 @@ seamTest(
     assertEquals(docker.containers, []);
 
     const j = await readJournal(w.stateDir);
-    assertEquals(j.inProgress?.steps, { verify: "done", load: "running" });
+    assertEquals(j.inProgress?.steps, { verify: "done", models: "done", load: "running" });
     assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Docker]);
     assertEquals(j.releases, []);
     assertEquals(j.loaded, {}, "nothing recorded as loaded by a failed step");
