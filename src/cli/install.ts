@@ -215,11 +215,14 @@ export function renderPlan(p: InstallPlan): string {
     }
     l.push(`  write          ${s.path}`);
     for (const k of s.keys) {
-      l.push(`                   ${k.key}: ${k.old ?? "(unset)"} -> ${k.new}`);
+      const shown = (v: string | undefined) =>
+        v === undefined ? "(unset)" : v === "" ? "(blank)" : v;
+      l.push(`                   ${k.key}: ${shown(k.old)} -> ${shown(k.new)}`);
     }
   }
   if (p.settings02) {
-    for (const x of settings02Lines(p.settings02)) l.push(`  ${x}`);
+    const root = p.settings.find((s) => s.path.endsWith("/.env"))?.path;
+    for (const x of settings02Lines(p.settings02, root)) l.push(`  ${x}`);
   }
   if (p.wheels) {
     l.push(

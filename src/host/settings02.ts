@@ -224,14 +224,14 @@ const CORS_SHOWN: Record<CorsSource, string> = {
 /** The plan's lines for people (no secret value): secrets as "(generated)", "(set)", ... */
 export function settings02Lines(
   plan: Settings02Plan | Settings02Report,
-  rootEnvPath = ".env",
+  rootEnvPath?: string,
 ): string[] {
   const p: Settings02Report = "after" in plan.rootEnv
     ? settings02Report(plan as Settings02Plan)
     : plan as Settings02Report;
   const l: string[] = [];
   l.push(
-    `root .env ${rootEnvPath}: ${
+    `root .env${rootEnvPath ? ` ${rootEnvPath}` : ""}: ${
       p.rootEnv.created ? "created" : p.rootEnv.changed ? "updated" : "unchanged"
     } (mode 0600), ${p.rootEnv.changes.length} key(s) set; no backend/.env (Cortex 0.2 reads only the root .env)`,
   );
