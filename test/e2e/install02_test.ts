@@ -393,11 +393,14 @@ Deno.test({
             prometheus: "healthy",
             redis: "healthy",
           });
-          assertEquals(j.urls.sort(), [
-            `http://127.0.0.1:${s.ports.frontend}/login`,
-            `http://127.0.0.1:${s.ports.gateway}/health`,
-            `http://127.0.0.1:${s.ports.prom}/-/ready`,
-          ]);
+          assertEquals(
+            j.urls.sort(),
+            [
+              `http://127.0.0.1:${s.ports.frontend}/login`,
+              `http://127.0.0.1:${s.ports.gateway}/health`,
+              `http://127.0.0.1:${s.ports.prom}/-/ready`,
+            ].sort(),
+          );
           const rootEnv = join(s.cortexDir, ".env");
           assertEquals((await Deno.stat(rootEnv)).mode! & 0o777, 0o600);
           const env = envRecord(parseEnv(await Deno.readTextFile(rootEnv)));
