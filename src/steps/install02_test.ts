@@ -10,7 +10,12 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
 import { fakeClock, ScriptedDocker } from "../../test/support/scripted_docker.ts";
 import { hostlessDoctor } from "../../test/support/install_world.ts";
-import { type Built02, DEFAULT_MODEL, fakeBundle02 } from "../../test/support/bundle02.ts";
+import {
+  type Built02,
+  corrupt02,
+  DEFAULT_MODEL,
+  fakeBundle02,
+} from "../../test/support/bundle02.ts";
 import { CORTEX_02, policy02Text } from "../../test/support/cortex02.ts";
 import { type Context, createContext } from "../context.ts";
 import type { RunResult } from "../docker.ts";
@@ -387,3 +392,57 @@ test02("0.2 on a terminal: the password is asked once (twice typed), never shown
   assertEquals(report.plan?.settings02?.admin.password, "(entered at the prompt)");
   assert(!JSON.stringify(report).includes("typed-at-the-prompt-42"));
 });
+
+test02(
+  "0.2: an unsafe model path is refused before any write, even with --no-verify",
+  async (w) => {
+    await corrupt02(w.b.dir, { unsafeModelPath: "../../etc/cron.d/x" });
+    const docker = new ScriptedDocker();
+    const e = await assertRejects(
+      () => runInstall(w.context(docker), w.options({ noVerify: true })),
+      InstallError,
+      `Cannot seed model "${DEFAULT_MODEL.served}"`,
+    );
+    assertEquals(e.exitCode, ExitCode.Integrity);
+    assertMatch(e.message, /unsafe path/);
+    assertEquals(writes(docker), []);
+    assertEquals(await Deno.stat(w.rootEnv).catch(() => null), null);
+  },
+);
+
+test02(
+  "0.2: an upgrade that fails is rolled back, and no secret is rotated on the way",
+  async (w) => {
+    const docker = new ScriptedDocker();
+    await runInstall(w.context(docker), w.options());
+    const before = envRecord(parseEnv(await Deno.readTextFile(w.rootEnv)));
+    // 0.2.1: the same refs, new builds (another image ID for each).
+    const next = await fakeBundle02({
+      variant: "admin-ui",
+      label: w.b.label,
+      dir: join(w.root, "bundle-0.2.1"),
+      cortexVersion: "0.2.1",
+      models: [DEFAULT_MODEL],
+      images: w.b.images.map((i) => ({ ref: i.ref, role: i.role, env: ["CIT_BUILD=0.2.1"] })),
+    });
+    // The operator checks out Cortex 0.2.1 (its versions.env says so) before the update.
+    const versions = join(w.cortexDir, "versions.env");
+    await Deno.writeTextFile(
+      versions,
+      (await Deno.readTextFile(versions)).replace("CORTEX_VERSION=0.2.0", "CORTEX_VERSION=0.2.1"),
+    );
+    const gw = next.images.find((i) => i.ref.includes("cortex-gateway"))!;
+    docker.neverHealthy.add(gw.imageId);
+    const e = await assertRejects(
+      () => runInstall(w.context(docker), w.options({ bundleDir: next.dir, waitTimeoutSec: 10 })),
+      InstallError,
+      "rolled back to Cortex 0.2.0",
+    );
+    assertEquals(e.exitCode, ExitCode.Stack);
+    const after = envRecord(parseEnv(await Deno.readTextFile(w.rootEnv)));
+    for (const k of ["INTERNAL_VLLM_API_KEY", "SESSION_SECRET", "ADMIN_BOOTSTRAP_PASSWORD"]) {
+      assertEquals(after[k], before[k], `${k} kept`);
+    }
+    assertEquals(docker.idOf(gw.ref), w.b.images.find((i) => i.ref === gw.ref)!.imageId);
+  },
+);
