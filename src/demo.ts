@@ -162,7 +162,8 @@ export function tinySafetensors(): Uint8Array {
   return out;
 }
 
-const MODEL_FILES: Record<string, () => Uint8Array> = {
+/** The tiny demo model's files (not a real model: a valid safetensors of 4 floats). */
+export const MODEL_FILES: Record<string, () => Uint8Array> = {
   "config.json": () =>
     new TextEncoder().encode(
       JSON.stringify(
@@ -191,7 +192,7 @@ const MODEL_FILES: Record<string, () => Uint8Array> = {
 const ASSETS = new URL("../assets/demo/", import.meta.url);
 /** Demo Cortex dir files, copied from assets/demo/. */
 const CORTEX_FILES = [COMPOSE_PROD, BACKEND_ENV, "backend/.env.prod"];
-const BUSYBOX = "/bin/busybox";
+export const BUSYBOX = "/bin/busybox";
 const APPLETS = [
   "sh",
   "httpd",
@@ -409,7 +410,8 @@ async function buildBundle(ctx: Context, bundleDir: string, ns: string): Promise
   }
 }
 
-async function makeRootfs(root: string): Promise<void> {
+/** A busybox root filesystem for the demo stand-ins (`/bin/busybox` and its applets). */
+export async function makeRootfs(root: string): Promise<void> {
   await Deno.mkdir(join(root, "bin"));
   await Deno.mkdir(join(root, "etc"));
   await Deno.mkdir(join(root, "tmp"), { mode: 0o1777 });
@@ -419,7 +421,13 @@ async function makeRootfs(root: string): Promise<void> {
   for (const a of APPLETS) await Deno.symlink("busybox", join(root, "bin", a));
 }
 
-async function importImage(ctx: Context, root: string, ref: string, img: DemoImage): Promise<void> {
+/** `docker import` of the demo root filesystem as `ref` (a unique file per image: its own ID). */
+export async function importImage(
+  ctx: Context,
+  root: string,
+  ref: string,
+  img: Pick<DemoImage, "purpose">,
+): Promise<void> {
   // A unique file per image, so that image IDs differ.
   await Deno.writeTextFile(join(root, "etc/cortex-demo-image"), `${ref}\n${img.purpose}\n`);
   const tar = new Deno.Command("tar", {

@@ -197,18 +197,36 @@ export interface ComposeCli {
   major: 1 | 2;
 }
 
-/** Detects the compose CLI (see ComposeCli); undefined when neither answers. */
-export async function detectCompose(docker: DockerRunner): Promise<ComposeCli | undefined> {
-  const v2 = await docker.run(["compose", "version", "--short"]);
-  if (v2.code === 0 && v2.stdout.trim()) {
-    const version = v2.stdout.trim().replace(/^v/, "");
-    return { cmd: ["docker", "compose"], version, major: 2 };
+/**
+ * Which compose to use (`--compose`): `v2` (the `docker compose` plugin, or a standalone
+ * `docker-compose` of version 2), `v1` (the standalone `docker-compose` 1.x), or `auto` (v2 when
+ * it runs, else whichever `docker-compose` is there).
+ */
+export type ComposeChoice = "v1" | "v2" | "auto";
+export const COMPOSE_CHOICES: readonly ComposeChoice[] = ["auto", "v2", "v1"];
+
+/**
+ * Finds the compose CLI the choice asks for (see ComposeChoice); undefined when it does not run
+ * (a `v1` request is not met by a standalone `docker-compose` of version 2, and vice versa).
+ */
+export async function detectCompose(
+  docker: DockerRunner,
+  want: ComposeChoice = "auto",
+): Promise<ComposeCli | undefined> {
+  if (want !== "v1") {
+    const v2 = await docker.run(["compose", "version", "--short"]);
+    if (v2.code === 0 && v2.stdout.trim()) {
+      const version = v2.stdout.trim().replace(/^v/, "");
+      return { cmd: ["docker", "compose"], version, major: 2 };
+    }
   }
   const v1 = await docker.run(["version", "--short"], { cli: "docker-compose" });
   if (v1.code === 0 && v1.stdout.trim()) {
     const version = v1.stdout.trim().replace(/^v/, "");
     const major = version.startsWith("1.") ? 1 : 2;
-    return { cmd: ["docker-compose"], version, major };
+    if (want === "auto" || (want === "v1") === (major === 1)) {
+      return { cmd: ["docker-compose"], version, major };
+    }
   }
   return undefined;
 }

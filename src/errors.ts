@@ -37,6 +37,7 @@ export type Step =
   | "load"
   | "retag"
   | "models"
+  | "wheels"
   | "settings"
   | "stack"
   | "state"

@@ -35,7 +35,19 @@ export const SCRIPT_VERSIONS_ENV = "scripts/versions.env";
 /** The value of bundle.json `kind`. */
 export const CORTEX_BUNDLE_KIND = "cortex-bundle";
 
+/** Cortex 0.1's script package folder (`make prepare-offline`). */
 export const DEFAULT_BUNDLE_DIR = "cortex-offline-images";
+/** Cortex 0.2's script bundle folder (`make prepare-offline`, OUTPUT_DIR's default). */
+export const DEFAULT_BUNDLE_DIR_02 = "cortex-offline-bundle";
+/** The Admin UI's export folder names: `cortex-bundle-YYYYMMDD-HHMMSS` (the newest wins). */
+export const ADMIN_BUNDLE_PREFIX = "cortex-bundle-";
+/** How the default bundle locations are named to people (help, errors). */
+export const DEFAULT_BUNDLE_NAMES =
+  `${DEFAULT_BUNDLE_DIR_02}/, the newest ${ADMIN_BUNDLE_PREFIX}*/, then ${DEFAULT_BUNDLE_DIR}/`;
+/** Which Docker Compose runs the stack (`--compose`): auto = v2 when it runs, else v1. */
+export const DEFAULT_COMPOSE = "auto";
+/** The demo's Cortex release line (`demo --release`). */
+export const DEFAULT_DEMO_RELEASE = "0.2";
 export const DEFAULT_CORTEX_DIR = "Cortex";
 export const COMPOSE_PROD = "docker.compose.prod.yaml";
 export const COMPOSE_DEV = "docker.compose.dev.yaml";

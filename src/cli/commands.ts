@@ -8,7 +8,7 @@ import { runDoctor } from "../doctor/mod.ts";
 import { ExitCode } from "../errors.ts";
 import { absPath, locateBundle } from "./paths.ts";
 import type { CommandHandler } from "./handler.ts";
-import { installCommand, planCommand } from "./install.ts";
+import { installCommand, parseComposeChoice, planCommand } from "./install.ts";
 import { rollbackCommand, statusCommand } from "./state.ts";
 import { demoCommand } from "./demo.ts";
 import { str } from "./flags.ts";
@@ -100,6 +100,7 @@ const doctorCommand: CommandHandler = async (ctx, f) => {
     modelsDir: str(f["models-dir"]),
     hfCacheDir: str(f["hf-cache-dir"]),
     stateDir: str(f["state-dir"]),
+    compose: parseComposeChoice(str(f.compose)),
   });
   const icon = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;
   const human = report.checks.map((c) =>

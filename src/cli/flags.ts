@@ -5,7 +5,10 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import {
+  DEFAULT_BUNDLE_NAMES,
+  DEFAULT_COMPOSE,
   DEFAULT_DEMO_DIR,
+  DEFAULT_DEMO_RELEASE,
   DEFAULT_HF_CACHE_DIR,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
@@ -36,7 +39,7 @@ const bundle: FlagSpec = {
   type: "string",
   arg: "DIR",
   help:
-    "the offline bundle (a Cortex script package, an Admin-UI export, or a folder of docker save tars); default: cortex-offline-images beside the executable, then in the working directory",
+    `the offline bundle (a Cortex 0.2 bundle, a 0.1 script package or Admin-UI export, or a folder of docker save tars); default: ${DEFAULT_BUNDLE_NAMES} beside the executable, then in the working directory`,
 };
 const json: FlagSpec = {
   name: "json",
@@ -125,6 +128,35 @@ const yes: FlagSpec = {
   help: "answer yes to every question (never prompt)",
 };
 const help: FlagSpec = { name: "help", type: "boolean", help: "show this help" };
+const compose: FlagSpec = {
+  name: "compose",
+  type: "string",
+  arg: "v1|v2|auto",
+  help:
+    "which Docker Compose runs the stack: v2 (`docker compose`), v1 (`docker-compose` 1.x: Cortex 0.1 only, it refuses 0.2's compose files) or auto (v2 when it runs, else v1)",
+  default: DEFAULT_COMPOSE,
+};
+const adminUser: FlagSpec = {
+  name: "admin-user",
+  type: "string",
+  arg: "NAME",
+  help:
+    "Cortex 0.2: the first admin's name (ADMIN_BOOTSTRAP_USERNAME; default: the root .env's, else admin)",
+};
+const adminPasswordFile: FlagSpec = {
+  name: "admin-password-file",
+  type: "string",
+  arg: "FILE",
+  help:
+    "Cortex 0.2: a file holding the first admin's password on one line (never a password on the command line); or ADMIN_BOOTSTRAP_PASSWORD in the environment; on a terminal, asked (hidden, twice)",
+};
+const corsOrigin: FlagSpec = {
+  name: "cors-origin",
+  type: "string",
+  arg: "URL",
+  help:
+    "Cortex 0.2: the UI's origin(s) the gateway accepts (CORS_ALLOW_ORIGINS, comma-separated, never *); default: the root .env's, else http://<HOST_IP, or localhost>:<FRONTEND_PORT> (shown in the plan)",
+};
 
 const installFlags: FlagSpec[] = [
   bundle,
@@ -135,6 +167,10 @@ const installFlags: FlagSpec[] = [
   hfCacheDir,
   stateDir,
   manifest,
+  compose,
+  adminUser,
+  adminPasswordFile,
+  corsOrigin,
   offline,
   online,
   {
@@ -199,6 +235,7 @@ export const COMMANDS: CommandSpec[] = [
       bundle,
       manifest,
       composeFile,
+      compose,
       projectName,
       modelsDir,
       hfCacheDir,
@@ -235,6 +272,16 @@ export const COMMANDS: CommandSpec[] = [
         help: "where the demo bundle, Cortex dir, models and state go",
         default: DEFAULT_DEMO_DIR,
       },
+      {
+        name: "release",
+        type: "string",
+        arg: "0.2|0.1",
+        help:
+          "which Cortex line the demo imitates: 0.2 (a bundle.json bundle, root .env, generated secrets, first admin, Compose v2) or 0.1 (a script package, backend/.env)",
+        default: DEFAULT_DEMO_RELEASE,
+      },
+      { ...adminPasswordFile, help: "0.2: the demo admin's password file (default: generated)" },
+      compose,
       { name: "keep", type: "boolean", help: "leave the demo stack running" },
       waitTimeout,
       json,

@@ -10,7 +10,10 @@ import {
   type InstallPlan,
   type InstallReport,
 } from "../steps/types.ts";
-import { DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
+import { DEFAULT_COMPOSE, DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
+import { COMPOSE_CHOICES, type ComposeChoice } from "../docker.ts";
+import { passwordProblems, readPasswordFile } from "../host/admin.ts";
+import { settings02Lines } from "../host/settings02.ts";
 import { absPath, locateBundle, locateComposeFile, locateCortexDir } from "./paths.ts";
 import type { CommandHandler, CommandOutcome } from "./handler.ts";
 import { type Parsed, str } from "./flags.ts";
@@ -36,6 +39,55 @@ export function parseProfiles(v: string | undefined): string[] | undefined {
   return list;
 }
 
+/** Parses `--compose v1|v2|auto`. */
+export function parseComposeChoice(v: string | undefined): ComposeChoice {
+  const c = (v ?? DEFAULT_COMPOSE) as ComposeChoice;
+  if (!COMPOSE_CHOICES.includes(c)) {
+    throw new UsageError(
+      `--compose must be one of ${COMPOSE_CHOICES.join(", ")}, not "${v}"`,
+      "v2 runs `docker compose`, v1 the standalone `docker-compose` 1.x, auto the first found.",
+    );
+  }
+  return c;
+}
+
+/**
+ * Asks for the first admin's password on the terminal: hidden (nothing is echoed), asked twice,
+ * checked as Cortex checks it (length, known defaults, what the root .env can hold); three tries.
+ */
+export async function promptAdminPassword(
+  ctx: Context,
+  q: { user: string; production: boolean },
+): Promise<string> {
+  ctx.progress.clear();
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const first = await $.prompt({
+      message: `Password for Cortex's first admin "${q.user}" (hidden)`,
+      mask: { char: "" },
+      noClear: true,
+    });
+    const again = await $.prompt({
+      message: "The same password again (hidden)",
+      mask: { char: "" },
+      noClear: true,
+    });
+    if (first !== again) {
+      ctx.log.warn("The two passwords differ; try again.");
+      continue;
+    }
+    const problems = passwordProblems(first, q.user, q.production);
+    if (problems.length > 0) {
+      ctx.log.warn(`${problems.join("; ")}; try again.`);
+      continue;
+    }
+    return first;
+  }
+  throw new UsageError(
+    "No usable password for Cortex's first admin after 3 tries",
+    "Run again, or pass --admin-password-file FILE (one line, the password).",
+  );
+}
+
 /**
  * The install options from the flags: locates the bundle and the Cortex dir (asking on a TTY
  * when allowed), then builds them with installOptions (defaults for what no flag gives).
@@ -52,6 +104,13 @@ export async function installOptionsFromFlags(
   const composeFile = await locateComposeFile(ctx, cortexDir, str(f["compose-file"]));
   const yes = f.yes === true;
   const path = (v: unknown) => str(v) && absPath(ctx, str(v)!);
+  const compose = parseComposeChoice(str(f.compose));
+  let passwordFromFile: string | undefined;
+  if (str(f["admin-password-file"])) {
+    const r = await readPasswordFile(path(f["admin-password-file"])!);
+    if (r.warning) ctx.log.warn(r.warning);
+    passwordFromFile = r.password;
+  }
   return installOptions({
     bundleDir,
     cortexDir,
@@ -70,6 +129,16 @@ export async function installOptionsFromFlags(
     allowDowngrade: f["allow-downgrade"] === true,
     allowUnlisted: f["allow-unlisted"] === true,
     noVerify: f["no-verify"] === true,
+    compose,
+    admin: {
+      ...(str(f["admin-user"]) !== undefined ? { user: str(f["admin-user"]) } : {}),
+      ...(passwordFromFile !== undefined ? { passwordFromFile } : {}),
+    },
+    corsOrigin: str(f["cors-origin"]),
+    // On a terminal, without --yes: asked (hidden, twice); else exit 2 naming the flags.
+    askAdminPassword: !dryRun && !yes && ctx.interactive
+      ? (q) => promptAdminPassword(ctx, q)
+      : undefined,
     dryRun,
     argv,
     confirm: async (plan) => {
@@ -91,6 +160,16 @@ export async function installOptionsFromFlags(
 export function renderPlan(p: InstallPlan): string {
   const l: string[] = [];
   l.push(`Plan for Cortex ${p.bundle.release ?? "?"} from ${p.bundle.dir} (${p.bundle.format})`);
+  l.push(
+    `  release line: ${p.policy.line}.x (${
+      p.policy.decidedBy === "both"
+        ? "the bundle and the checkout agree"
+        : p.policy.decidedBy === "layout"
+        ? "from the bundle's layout"
+        : `named by the ${p.policy.decidedBy}`
+    }); compose: ${p.compose.cmd} ${p.compose.version}`,
+  );
+  for (const w of p.bundle.warnings) l.push(`  warning: ${w}`);
   if (p.installed) {
     l.push(
       `  installed now: Cortex ${p.installed.release} (${p.installed.installedAt})${
@@ -114,10 +193,16 @@ export function renderPlan(p: InstallPlan): string {
     l.push(`  ${c.status}: ${c.title}: ${c.detail}`);
   }
   l.push("Images:");
-  for (const i of p.images) {
+  const verb = {
+    present: "skip (present)",
+    load: "load          ",
+    "not-needed": "not needed    ",
+  };
+  for (const i of p.images) l.push(`  ${verb[i.action]} ${i.refs.join(", ") || i.file}`);
+  for (const e of p.engines) {
     l.push(
-      `  ${i.action === "present" ? "skip (present)" : "load          "} ${
-        i.refs.join(", ") || i.file
+      `  engine ${e.repository}: ${e.chosen} runs on this host (${e.detail}); not needed: ${
+        e.notNeeded.join(", ") || "none"
       }`,
     );
   }
@@ -130,8 +215,21 @@ export function renderPlan(p: InstallPlan): string {
     }
     l.push(`  write          ${s.path}`);
     for (const k of s.keys) {
-      l.push(`                   ${k.key}: ${k.old ?? "(unset)"} -> ${k.new}`);
+      const shown = (v: string | undefined) =>
+        v === undefined ? "(unset)" : v === "" ? "(blank)" : v;
+      l.push(`                   ${k.key}: ${shown(k.old)} -> ${shown(k.new)}`);
     }
+  }
+  if (p.settings02) {
+    const root = p.settings.find((s) => s.path.endsWith("/.env"))?.path;
+    for (const x of settings02Lines(p.settings02, root)) l.push(`  ${x}`);
+  }
+  if (p.wheels) {
+    l.push(
+      `Wheels: ${p.wheels.files} file(s) -> ${p.wheels.target} (${
+        p.wheels.action === "copy" ? "copy" : p.wheels.reason ?? p.wheels.action
+      })`,
+    );
   }
   if (p.models.length) l.push("Models:");
   for (const m of p.models) {
@@ -146,6 +244,10 @@ export function renderPlan(p: InstallPlan): string {
     );
   }
   l.push(`Services to start: ${p.services.map((s) => s.name).join(", ")}`);
+  for (const m of p.missingImages) {
+    l.push(`  warning: service "${m.service}" needs "${m.ref}", which nothing provides`);
+  }
+  if (p.readiness.length) l.push(`Ready when these answer: ${p.readiness.join(", ")}`);
   return l.join("\n");
 }
 
@@ -159,9 +261,12 @@ export function renderReport(r: InstallReport): string {
   } else {
     const loaded = r.images?.images.filter((i) => i.verdict === "loaded").length ?? 0;
     const present = r.images?.images.filter((i) => i.verdict === "present").length ?? 0;
+    const notNeeded = r.images?.images.filter((i) => i.verdict === "not-needed").length ?? 0;
     l.push(`Installed Cortex ${r.plan?.bundle.release ?? ""}`.trim());
     l.push(
-      `  images: ${loaded} loaded, ${present} already present, ${r.retags?.length ?? 0} retagged`,
+      `  images: ${loaded} loaded, ${present} already present, ${
+        notNeeded ? `${notNeeded} not needed on this host, ` : ""
+      }${r.retags?.length ?? 0} retagged`,
     );
     if (r.models) {
       const by = (v: string) => r.models!.models.filter((m) => m.verdict === v).length;
@@ -180,6 +285,7 @@ export function renderReport(r: InstallReport): string {
         );
       }
     }
+    if (r.wheels) l.push(`  wheels: ${r.wheels.action} ${r.wheels.target}`);
     if (r.settings) {
       for (const f of r.settings.files) {
         l.push(

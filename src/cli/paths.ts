@@ -2,7 +2,15 @@
 import { $ } from "dax";
 import type { Context } from "../context.ts";
 import { UsageError } from "../errors.ts";
-import { COMPOSE_DEV, COMPOSE_PROD, DEFAULT_BUNDLE_DIR, DEFAULT_CORTEX_DIR } from "../layout.ts";
+import {
+  ADMIN_BUNDLE_PREFIX,
+  COMPOSE_DEV,
+  COMPOSE_PROD,
+  DEFAULT_BUNDLE_DIR,
+  DEFAULT_BUNDLE_DIR_02,
+  DEFAULT_BUNDLE_NAMES,
+  DEFAULT_CORTEX_DIR,
+} from "../layout.ts";
 
 async function isDir(p: string): Promise<boolean> {
   try {
@@ -55,8 +63,51 @@ export async function locateDir(
   );
 }
 
-export const locateBundle = (ctx: Context, v: string | undefined, prompt = false) =>
-  locateDir(ctx, v, "bundle", DEFAULT_BUNDLE_DIR, "Bundle", prompt);
+/**
+ * The bundle folders looked for in one base folder, in order: Cortex 0.2's script bundle
+ * (`cortex-offline-bundle`), the Admin UI's exports (`cortex-bundle-YYYYMMDD-HHMMSS`, the newest
+ * by its name's time stamp first), then Cortex 0.1's package (`cortex-offline-images`).
+ */
+export async function bundleCandidates(base: string): Promise<string[]> {
+  const exports: string[] = [];
+  try {
+    for await (const e of Deno.readDir(base)) {
+      if (e.name.startsWith(ADMIN_BUNDLE_PREFIX) && await isDir(`${base}/${e.name}`)) {
+        exports.push(e.name);
+      }
+    }
+  } catch { /* an unreadable base has none */ }
+  exports.sort().reverse();
+  return [DEFAULT_BUNDLE_DIR_02, ...exports, DEFAULT_BUNDLE_DIR];
+}
+
+/**
+ * Finds the bundle: `--bundle`, else the first of `bundleCandidates` beside the executable,
+ * then in the working directory; else asks on a TTY, else a usage error naming the flag.
+ */
+export async function locateBundle(
+  ctx: Context,
+  v: string | undefined,
+  prompt = false,
+): Promise<string> {
+  if (!v) {
+    for (const base of [ctx.execDir, ctx.cwd]) {
+      const names = await bundleCandidates(base);
+      for (const name of names) {
+        const p = `${base}/${name}`;
+        if (!(await isDir(p))) continue;
+        const others = names.filter((n) => n !== name && n.startsWith(ADMIN_BUNDLE_PREFIX));
+        if (others.length > 0 && name.startsWith(ADMIN_BUNDLE_PREFIX)) {
+          ctx.log.info(
+            `Using the newest Admin-UI bundle "${p}" (also there: ${others.join(", ")})`,
+          );
+        }
+        return p;
+      }
+    }
+  }
+  return await locateDir(ctx, v, "bundle", DEFAULT_BUNDLE_NAMES, "Bundle", prompt);
+}
 export const locateCortexDir = (ctx: Context, v: string | undefined, prompt = false) =>
   locateDir(ctx, v, "cortex-dir", DEFAULT_CORTEX_DIR, "Cortex dir", prompt);
 

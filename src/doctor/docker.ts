@@ -1,5 +1,5 @@
 /** Docker and Compose facts for the doctor: pure parsers plus one runner taking `run`. */
-import type { ComposeCli } from "../docker.ts";
+import type { ComposeChoice, ComposeCli } from "../docker.ts";
 import type { Check, Run } from "./types.ts";
 
 /** What `docker info` says that the doctor cares about. */
@@ -25,6 +25,8 @@ export interface DockerFacts {
   info?: DockerInfo;
   nvidiaRuntime: boolean;
   compose?: { cmd: string[]; version: string; major: 1 | 2 };
+  /** The compose asked for with `--compose` (default auto). */
+  composeWanted?: ComposeChoice;
   /** Effective uid of this process (undefined off Linux). */
   uid?: number;
 }
@@ -91,12 +93,19 @@ export function compareVersions(a: string, b: string): number {
  */
 export async function dockerFacts(
   run: Run,
-  compose: () => Promise<ComposeCli | undefined>,
+  compose: (want?: ComposeChoice) => Promise<ComposeCli | undefined>,
   uid?: number,
+  composeWanted: ComposeChoice = "auto",
 ): Promise<DockerFacts> {
   const r = await run("docker", ["info", "--format", "{{json .}}"], { timeoutMs: 20_000 });
   const info = parseDockerInfo(r.stdout);
-  const facts: DockerFacts = { cli: r.code !== 127, reachable: false, nvidiaRuntime: false, uid };
+  const facts: DockerFacts = {
+    cli: r.code !== 127,
+    reachable: false,
+    nvidiaRuntime: false,
+    uid,
+    ...(composeWanted !== "auto" ? { composeWanted } : {}),
+  };
   if (r.code === 0 && info.serverVersion) {
     facts.reachable = true;
     facts.info = info;
@@ -107,7 +116,7 @@ export async function dockerFacts(
     if (info.clientVersion) facts.info = info;
   }
   if (facts.cli) {
-    const c = await compose();
+    const c = await compose(composeWanted);
     if (c) facts.compose = { cmd: c.cmd, version: c.version, major: c.major };
   }
   return facts;
@@ -168,6 +177,22 @@ export function dockerChecks(f: DockerFacts): Check[] {
       title: "Docker Compose",
       status: "ok",
       detail: `${f.compose.cmd.join(" ")} ${f.compose.version} (v${f.compose.major})`,
+    });
+  } else if (f.composeWanted === "v1") {
+    checks.push({
+      id: "docker.compose",
+      title: "Docker Compose",
+      status: "fail",
+      detail: 'Cannot find Compose v1: "docker-compose" 1.x does not run (--compose v1)',
+      hint: "Install docker-compose 1.x, or run with --compose v2 (or auto)",
+    });
+  } else if (f.composeWanted === "v2") {
+    checks.push({
+      id: "docker.compose",
+      title: "Docker Compose",
+      status: "fail",
+      detail: 'Cannot find Compose v2: "docker compose" does not run (--compose v2)',
+      hint: "Install the Compose v2 plugin (docker-compose-plugin), or run with --compose auto",
     });
   } else {
     checks.push({

@@ -7,6 +7,7 @@ import type { Context } from "../context.ts";
 import type { Bundle, BundleImage, TarIndex } from "../bundle/types.ts";
 import { readTarIndex } from "../bundle/tarindex.ts";
 import {
+  type ComposeChoice,
   detectCompose,
   type ImageInfo,
   inspectImages,
@@ -91,6 +92,13 @@ export interface DoctorOptions {
   modelBytes?: number;
   /** Bytes the images will take in Docker's data root (default: estimated from the bundle). */
   imageBytes?: number;
+  /** Which compose to use (`--compose`; default auto). */
+  compose?: ComposeChoice;
+  /**
+   * Engine refs to prefer when several builds of an engine run on this driver (the checkout's
+   * versions.env VLLM_IMAGE, say).
+   */
+  preferredEngineRefs?: readonly string[];
 }
 
 export interface DoctorReport {
@@ -118,7 +126,7 @@ export interface DoctorReport {
 /** The outside world of the doctor; every piece can be replaced in tests. */
 export interface DoctorDeps {
   run: Run;
-  compose: () => ReturnType<typeof detectCompose>;
+  compose: (want?: ComposeChoice) => ReturnType<typeof detectCompose>;
   inspect: (refs: string[]) => Promise<Map<string, ImageInfo>>;
   readTarIndex: (path: string) => Promise<TarIndex>;
   probes: NetworkProbes;
@@ -169,7 +177,7 @@ export function realDeps(ctx: Context): DoctorDeps {
   const run = contextRun(ctx);
   return {
     run,
-    compose: () => detectCompose(ctx.docker),
+    compose: (want) => detectCompose(ctx.docker, want),
     inspect: (refs) => inspectImages(ctx.docker, refs),
     readTarIndex,
     probes: realProbes(run),
@@ -327,7 +335,7 @@ export async function runDoctor(
 ): Promise<DoctorReport> {
   const d: DoctorDeps = { ...realDeps(ctx), ...ctx.doctorDeps, ...deps };
   const project = opts.composeProject ?? DEFAULT_PROJECT;
-  const docker: DockerFacts = await dockerFacts(d.run, d.compose, d.uid());
+  const docker: DockerFacts = await dockerFacts(d.run, d.compose, d.uid(), opts.compose);
   throwIfAborted(ctx.signal);
 
   const [network, gpu, ports, disk] = await Promise.all([
@@ -377,7 +385,7 @@ export async function runDoctor(
   gpu.images = await engineNeeds(opts.bundle, gpu, d.readTarIndex, variants);
   // Several builds of one engine (vLLM v0.28.0 and v0.28.0-cu129): the one this driver runs is
   // chosen, the others are "not needed on this host" instead of failures.
-  const engines = chooseEngines(variants, gpu);
+  const engines = chooseEngines(variants, gpu, opts.preferredEngineRefs);
   if (engines.selected && engines.engines.length > 0) gpu.engines = engines;
   const engineCk = engineChecks(engines);
   const wantsGpu = gpu.images.some((i) => i.require !== undefined) ||

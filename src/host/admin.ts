@@ -67,13 +67,15 @@ export interface AdminInputs {
   user?: string;
   /** The content of `--admin-password-file` (see readPasswordFile). */
   passwordFromFile?: string;
+  /** What was typed at the install's hidden prompt (a TTY without any other source). */
+  passwordFromPrompt?: string;
   /** The process environment. */
   env: (key: string) => string | undefined;
   /** The root .env as it is now. */
   current: Readonly<Record<string, string>>;
 }
 
-export type AdminSource = "flag" | "file" | "environment" | ".env" | "default";
+export type AdminSource = "flag" | "file" | "prompt" | "environment" | ".env" | "default";
 
 export interface AdminPlan {
   user: string;
@@ -88,8 +90,8 @@ export interface AdminPlan {
 /**
  * Chooses the first admin's name and password (pure). Name: `--admin-user`, else
  * ADMIN_BOOTSTRAP_USERNAME from the environment, else the root .env's, else "admin". Password:
- * `--admin-password-file`, else ADMIN_BOOTSTRAP_PASSWORD from the environment, else the root
- * .env's (a re-run keeps it). A bad name is a usage error (exit 2).
+ * `--admin-password-file`, else what was typed at the prompt, else ADMIN_BOOTSTRAP_PASSWORD from
+ * the environment, else the root .env's (a re-run keeps it). A bad name is a usage error (exit 2).
  */
 export function planAdmin(i: AdminInputs): AdminPlan {
   const nonBlank = (v: string | undefined) => (v !== undefined && v.trim() !== "" ? v : undefined);
@@ -111,6 +113,8 @@ export function planAdmin(i: AdminInputs): AdminPlan {
   const curPw = nonBlank(i.current[ADMIN_PASSWORD_KEY]);
   const pw: [string, AdminSource, string] | undefined = i.passwordFromFile !== undefined
     ? [i.passwordFromFile, "file", "(from --admin-password-file)"]
+    : i.passwordFromPrompt !== undefined
+    ? [i.passwordFromPrompt, "prompt", "(entered at the prompt)"]
     : envPw
     ? [envPw, "environment", `(from ${ADMIN_PASSWORD_KEY} in the environment)`]
     : curPw

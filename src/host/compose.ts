@@ -374,6 +374,9 @@ function tagOrder(a: string, b: string): number {
 /**
  * Decides how each image a started service needs will exist after the load: shipped under that
  * ref, already present, or retagged from an image of the same repository (shipped preferred).
+ * The bundle's images win over the engine's: a ref the engine has but the bundle does not ship
+ * (`postgres:latest` of the previous release) is retagged from the shipped image of that
+ * repository (`postgres:16`) when there is one with another image ID.
  * Built services (`build:` without `image:`) need `builtImageName(...):latest`; Cortex's Admin-UI
  * export ships them as `cortex-<service>`, which also satisfies `<project>_<service>` (Compose v1)
  * and a registry-prefixed `.../cortex-<service>` (prod compose) by retag.
@@ -393,13 +396,15 @@ export function planImages(
     const exact = avail.filter((a) => a.ref === ref).sort((a, b) =>
       rank(a.origin) - rank(b.origin)
     );
-    if (exact.length > 0) {
-      needs.push({ service: svc.name, ref, source: exact[0].origin, imageId: exact[0].imageId });
+    if (exact.length > 0 && exact[0].origin === "shipped") {
+      needs.push({ service: svc.name, ref, source: "shipped", imageId: exact[0].imageId });
       continue;
     }
     const { repository, tag } = splitRef(ref);
     if (tag === "") { // a digest ref can only be satisfied exactly
-      missing.push({ service: svc.name, ref });
+      if (exact.length > 0) {
+        needs.push({ service: svc.name, ref, source: "present", imageId: exact[0].imageId });
+      } else missing.push({ service: svc.name, ref });
       continue;
     }
     const appNames = [
@@ -417,6 +422,16 @@ export function planImages(
         Number(b.tag === tag) - Number(a.tag === tag) || tagOrder(a.tag, b.tag) ||
         a.ref.localeCompare(b.ref)
       );
+    // The exact ref is in the engine but not shipped (say `postgres:latest` of the previous
+    // release): an image this bundle ships for that repository wins, so that an upgrade does not
+    // keep running the old image under a reused tag. Same image ID: nothing to do.
+    if (exact.length > 0) {
+      const shipped = cands.find((c) => c.origin === "shipped");
+      if (!shipped || shipped.imageId === exact[0].imageId) {
+        needs.push({ service: svc.name, ref, source: "present", imageId: exact[0].imageId });
+        continue;
+      }
+    }
     if (cands.length === 0) {
       missing.push({ service: svc.name, ref });
       continue;
@@ -430,7 +445,11 @@ export function planImages(
       imageId: pick.imageId,
     };
     const same = cands.filter((c) => c.origin === pick.origin);
-    if (same.length > 1) {
+    if (exact.length > 0) {
+      need.note = `the engine's ${ref} is ${
+        exact[0].imageId.slice(0, 19)
+      }, not shipped by this bundle: retagged from the shipped ${pick.ref}`;
+    } else if (same.length > 1) {
       need.note = `chose ${pick.ref} of ${same.length} ${pick.origin} candidates (${
         same.map((c) => c.ref).join(", ")
       })`;

@@ -312,6 +312,30 @@ Deno.test("planImages() choices", async (t) => {
       imageId: "s",
     });
   });
+  await t.step("upgrade: a shipped image beats the engine's exact ref of the old release", () => {
+    const avail = [
+      { ref: "prom/prometheus:latest", imageId: "old", origin: "present" as const },
+      { ref: "prom/prometheus:v2.55.1", imageId: "new", origin: "shipped" as const },
+    ];
+    const [n] = planImages(model, avail).needs;
+    assert.deepEqual([n.source, n.ref, n.from, n.imageId], [
+      "retag",
+      "prom/prometheus:latest",
+      "prom/prometheus:v2.55.1",
+      "new",
+    ]);
+    assert.match(n.note!, /not shipped by this bundle/);
+    // Already retagged by an earlier run (same image ID): nothing to do.
+    const again = [{ ...avail[0], imageId: "new" }, avail[1]];
+    assert.deepEqual(planImages(model, again).needs[0], {
+      service: "prom",
+      ref: "prom/prometheus:latest",
+      source: "present",
+      imageId: "new",
+    });
+    // Nothing of that repository shipped: what the engine has is used.
+    assert.equal(planImages(model, [avail[0]]).needs[0].source, "present");
+  });
   await t.step("another repository never satisfies", () => {
     const avail = [{ ref: "prom/alertmanager:v1", imageId: "x", origin: "shipped" as const }];
     assert.deepEqual(planImages(model, avail).missing, [

@@ -218,5 +218,6 @@ export function redact(key: string, value: string): string;
 export function redact(key: string, value: string | undefined): string | undefined;
 export function redact(key: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  return isSecretKey(key) ? REDACTED : value;
+  // A blank secret hides nothing: saying so tells the operator it was empty.
+  return isSecretKey(key) && value !== "" ? REDACTED : value;
 }

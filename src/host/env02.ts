@@ -128,11 +128,32 @@ export function planRootEnv(input: RootEnvInput): RootEnvPlan {
 export function requiredComposeKeys(composeText: string): string[] {
   const out = new Set<string>();
   const re = /(\$*)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?\?)/g;
-  for (let m = re.exec(composeText); m; m = re.exec(composeText)) {
-    if (m[1].length % 2 === 1) continue;
-    out.add(m[2]);
+  // Compose interpolates values only: a `${KEY:?}` in a comment requires nothing.
+  for (const text of yamlStrings(composeText)) {
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      if (m[1].length % 2 === 1) continue;
+      out.add(m[2]);
+    }
   }
   return [...out].sort();
+}
+
+/** Every string value of a YAML text (the text itself when it does not parse). */
+function yamlStrings(text: string): string[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { merge: true });
+  } catch {
+    return [text];
+  }
+  const out: string[] = [];
+  const walk = (v: unknown) => {
+    if (typeof v === "string") out.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === "object") Object.values(v).forEach(walk);
+  };
+  walk(doc);
+  return out;
 }
 
 /**

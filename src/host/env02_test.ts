@@ -153,6 +153,10 @@ Deno.test("requiredComposeKeys() finds Cortex 0.2's `:?` keys, as the 0.2 policy
   );
   assertEquals(requiredComposeKeys(DEV), policy.settings.required["docker.compose.dev.yaml"]);
   assertEquals(requiredComposeKeys("a: $${NOT:?x} ${YES?y} $$$${ALSO:?z}"), ["YES"]);
+  // A comment requires nothing (compose interpolates values only).
+  assertEquals(requiredComposeKeys("# ${KEY:?...} in a comment\nb: ${REAL:?x} # ${NOPE:?}\n"), [
+    "REAL",
+  ]);
   assertEquals(
     missingRequiredKeys(["A", "B", "C"], (k) => ({ A: "x", B: "" } as Record<string, string>)[k]),
     ["B", "C"],

@@ -91,6 +91,7 @@ export async function rollbackTo(
     project: to.stack?.project ?? o.stack.project,
     profiles: to.stack?.profiles ?? o.stack.profiles,
     readiness: to.stack?.readiness?.length ? to.stack.readiness : o.stack.readiness,
+    composeChoice: to.stack?.compose ?? o.stack.compose ?? "auto",
     waitTimeoutSec: o.waitTimeoutSec,
   });
 

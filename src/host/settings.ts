@@ -115,7 +115,7 @@ const redactChanges = (c: EnvChange[]): KeyChange[] =>
   });
 
 /** Per-service `image` / `env_file` changes between two override texts, for the report. */
-function overrideChanges(before: string | undefined, after: string): KeyChange[] {
+export function overrideChanges(before: string | undefined, after: string): KeyChange[] {
   const flat = (text: string | undefined): Record<string, string> => {
     const out: Record<string, string> = {};
     let doc: unknown;
@@ -127,7 +127,11 @@ function overrideChanges(before: string | undefined, after: string): KeyChange[]
     const svcs = (doc as { services?: Record<string, Record<string, unknown>> })?.services ?? {};
     for (const [name, s] of Object.entries(svcs)) {
       for (const [k, v] of Object.entries(s ?? {})) {
-        out[`services.${name}.${k}`] = Array.isArray(v) ? v.join(",") : String(v);
+        out[`services.${name}.${k}`] = Array.isArray(v)
+          ? v.join(",")
+          : v && typeof v === "object"
+          ? Object.keys(v).sort().join(",")
+          : String(v);
       }
     }
     return out;

@@ -52,8 +52,8 @@ export interface Settings02Input {
   shippedImages: { role: string; ref: string }[];
   /** The process environment (compose reads it before the root .env). */
   env: (key: string) => string | undefined;
-  /** `--admin-user`, and the content of `--admin-password-file`. */
-  admin: { user?: string; passwordFromFile?: string };
+  /** `--admin-user`, the content of `--admin-password-file`, what was typed at the prompt. */
+  admin: { user?: string; passwordFromFile?: string; passwordFromPrompt?: string };
   /** `--cors-origin`. */
   corsOrigin?: string;
   /** This machine's host name (for a UI bound on every address). */
@@ -222,19 +222,23 @@ const CORS_SHOWN: Record<CorsSource, string> = {
 };
 
 /** The plan's lines for people (no secret value): secrets as "(generated)", "(set)", ... */
-export function settings02Lines(p: Settings02Plan, rootEnvPath = ".env"): string[] {
+export function settings02Lines(
+  plan: Settings02Plan | Settings02Report,
+  rootEnvPath?: string,
+): string[] {
+  const p: Settings02Report = "after" in plan.rootEnv
+    ? settings02Report(plan as Settings02Plan)
+    : plan as Settings02Report;
   const l: string[] = [];
   l.push(
-    `root .env ${rootEnvPath}: ${
+    `root .env${rootEnvPath ? ` ${rootEnvPath}` : ""}: ${
       p.rootEnv.created ? "created" : p.rootEnv.changed ? "updated" : "unchanged"
     } (mode 0600), ${p.rootEnv.changes.length} key(s) set; no backend/.env (Cortex 0.2 reads only the root .env)`,
   );
   for (const s of p.secrets) l.push(`  ${s.key} ${s.shown}`);
-  l.push(
-    `  first admin: ${p.admin.user} (${p.admin.userSource}), password ${p.admin.shownPassword}`,
-  );
+  l.push(`  first admin: ${p.admin.user} (${p.admin.userSource}), password ${p.admin.password}`);
   if (p.cors) l.push(`  ${CORS_KEY}: ${p.cors.value} (${CORS_SHOWN[p.cors.source]})`);
-  const ov = Object.keys(p.overrideEnvironment);
+  const ov = p.overrideEnvironment;
   if (ov.length > 0) l.push(`  gateway environment (override file): ${ov.join(", ")}`);
   for (const k of p.missingRequired) {
     l.push(`  missing: ${k} (compose refuses to start without it)`);
@@ -243,6 +247,9 @@ export function settings02Lines(p: Settings02Plan, rootEnvPath = ".env"): string
   for (const w of p.warnings) l.push(`  warning: ${w}`);
   return l;
 }
+
+/** The plan as reports show it (see settings02Report). */
+export type Settings02Report = ReturnType<typeof settings02Report>;
 
 /** The plan for a JSON report: everything but the file contents and the secret values. */
 export function settings02Report(p: Settings02Plan) {

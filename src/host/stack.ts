@@ -9,8 +9,15 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml, parseDocument } from "yaml";
 import type { Context } from "../context.ts";
-import { type ComposeCli, detectCompose, inspectImages, type RunResult, tail } from "../docker.ts";
-import { stackError, throwIfAborted } from "../errors.ts";
+import {
+  type ComposeChoice,
+  type ComposeCli,
+  detectCompose,
+  inspectImages,
+  type RunResult,
+  tail,
+} from "../docker.ts";
+import { preflightError, stackError, throwIfAborted } from "../errors.ts";
 import { DEFAULT_PROJECT, DEFAULT_WAIT_TIMEOUT_SEC, ROOT_ENV } from "../layout.ts";
 import { exists } from "../fsutil.ts";
 import { isSecretKey } from "../state/redact.ts";
@@ -365,8 +372,10 @@ export interface StackOptions {
   /** Default `cortex` (layout.DEFAULT_PROJECT). */
   project?: string;
   profiles?: string[];
-  /** The compose CLI; detected when absent. */
+  /** The compose CLI; detected (as `composeChoice` asks) when absent. */
   compose?: ComposeCli;
+  /** Which compose to detect when `compose` is absent (`--compose`; default auto). */
+  composeChoice?: ComposeChoice;
   /** Readiness URLs (the release manifest's `readiness`); only those of started services run. */
   readiness?: Readiness[];
   /** How long to wait for health and readiness; default 300 s. */
@@ -417,10 +426,13 @@ interface Prepared {
 
 /** Detects compose, and for v1 writes copies of files that carry a top-level `name:`. */
 async function prepare(ctx: Context, opts: StackOptions): Promise<Prepared> {
-  const cli = opts.compose ?? await detectCompose(ctx.docker);
+  const choice = opts.composeChoice ?? "auto";
+  const cli = opts.compose ?? await detectCompose(ctx.docker, choice);
   if (!cli) {
     throw stackError(
-      "Cannot start the stack: neither `docker compose` nor `docker-compose` was found",
+      choice === "auto"
+        ? "Cannot start the stack: neither `docker compose` nor `docker-compose` was found"
+        : `Cannot start the stack: Compose ${choice} (--compose ${choice}) was not found`,
       "Install the Compose plugin (docker-compose-plugin) or docker-compose, then re-run.",
     );
   }
@@ -485,6 +497,62 @@ async function resolveServices(ctx: Context, p: Prepared): Promise<ServiceConfig
     );
   }
   return activeServices(parseYaml(r.stdout), p.target.profiles);
+}
+
+/** What `validateCompose` checks: the files as they will be, before any is written. */
+export interface ComposeValidation {
+  cli: ComposeCli;
+  cortexDir: string;
+  project: string;
+  profiles: string[];
+  composeFile: string;
+  /** The override's content as it will be written. */
+  overrideText: string;
+  /** The root .env's content as it will be written (it may hold secrets: never printed). */
+  envText: string;
+}
+
+/**
+ * Runs `compose config --quiet` on the compose file, the override and the root .env as they will
+ * be, before anything is written: they go to a private temp folder (0700, files 0600; removed
+ * afterwards), so compose reads the new settings without a byte written to the Cortex dir. Throws
+ * a preflight error (exit 3) with compose's own words (secrets redacted) when it refuses them.
+ */
+export async function validateCompose(ctx: Context, v: ComposeValidation): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "cortex-install-config-" });
+  try {
+    await Deno.chmod(tmp, 0o700);
+    const env = join(tmp, "root.env");
+    const override = join(tmp, "override.yaml");
+    await Deno.writeTextFile(env, v.envText, { mode: 0o600 });
+    await Deno.writeTextFile(override, v.overrideText, { mode: 0o600 });
+    const p: Prepared = {
+      cli: v.cli,
+      target: {
+        project: v.project,
+        files: [v.composeFile, override],
+        profiles: v.profiles,
+        cortexDir: v.cortexDir,
+        envFile: env,
+      },
+      cleanup: () => Promise.resolve(),
+    };
+    const r = await runCompose(ctx, p, ["config", "--quiet"]);
+    throwIfAborted(ctx.signal);
+    if (r.code !== 0) {
+      throw preflightError(
+        "preflight",
+        `Cannot use "${v.composeFile}": \`${
+          v.cli.cmd.join(" ")
+        } config\` refuses it with the settings cortex-install would write`,
+        "Read compose's words below; fix the compose file or the root .env (or the flag that " +
+          "sets the key), then run again. Nothing was written.",
+        redactSecrets(tail(r.stderr || r.stdout)),
+      );
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }
 
 /** Fails before `up` when an image a started service runs is not in the engine (no pulls). */

@@ -28,7 +28,7 @@ import { listerName, RECOPY_HINT } from "../bundle/verify.ts";
  */
 const LOAD_WRITE_SIZE = 1024 * 1024;
 
-export type LoadVerdict = "loaded" | "present" | "failed" | "skipped-optional";
+export type LoadVerdict = "loaded" | "present" | "failed" | "skipped-optional" | "not-needed";
 
 export interface LoadedImage {
   /** Bundle-relative path of the tar. */
@@ -84,6 +84,11 @@ export interface LoadOptions {
   noLayerSkip?: boolean;
   /** Tar indexes already read (by bundle-relative path), so no tar's headers are read twice. */
   indexes?: ReadonlyMap<string, TarIndex>;
+  /**
+   * Tars not loaded on this host, by bundle-relative path, and why (the engine builds this
+   * driver does not need: "not needed on this host"). Reported as `not-needed`, never read.
+   */
+  notNeeded?: ReadonlyMap<string, string>;
 }
 
 /** What was on the engine before a load, to undo exactly what the load did. */
@@ -344,6 +349,13 @@ export async function loadImages(
     const p: Planned = { image, file, refs: entry.refs, want: new Map(), entry };
     if (!selected(opts.only, image.file, image.declaredRefs)) continue;
     report.images.push(entry);
+    const notNeeded = opts.notNeeded?.get(image.file);
+    if (notNeeded !== undefined) {
+      entry.verdict = "not-needed";
+      entry.message = notNeeded;
+      ctx.log.info(`"${image.file}": ${notNeeded}`);
+      continue;
+    }
     if (!file || file.size === undefined) {
       const msg = `Cannot load image "${image.file}": the file is missing from the bundle`;
       if (image.critical) {

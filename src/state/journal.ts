@@ -64,6 +64,8 @@ export const ReleaseSchema = z.object({
     composeFile: z.string(),
     project: z.string(),
     profiles: z.array(z.string()),
+    /** The compose that ran it (`--compose`), when one was asked for; absent: auto. */
+    compose: z.enum(["v1", "v2"]).optional(),
     /** Readiness URLs of that release's manifest. */
     readiness: z.array(z.object({
       service: z.string(),

@@ -10,7 +10,9 @@
  */
 import type { Context } from "../context.ts";
 import { bundleDigest, readBundle } from "../bundle/read.ts";
-import { loadReleaseManifest } from "../bundle/release.ts";
+import { loadReleasePolicies, pinsFor, selectPolicy } from "../bundle/release.ts";
+import { readCheckoutVersions } from "../host/checkout.ts";
+import { BUNDLE_JSON, BUNDLE_MANIFEST } from "../layout.ts";
 import { ExitCode, InstallError, UsageError } from "../errors.ts";
 import {
   currentRelease,
@@ -61,10 +63,23 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
   try {
     if (!o.dryRun) lock = await acquireLock(o.stateDir);
     journal = await readJournal(o.stateDir);
-    const release = await loadReleaseManifest(o.manifestPath);
-    const bundle = await timed(durations, "bundle", () => readBundle(o.bundleDir, release));
+    const policies = await loadReleasePolicies(o.manifestPath);
+    let bundle = await timed(durations, "bundle", () => readBundle(o.bundleDir, policies));
     digest = await bundleDigest(o.bundleDir);
-    releaseName = bundle.cortexVersion ?? release.release;
+    // The release line: the bundle's version and the checkout's versions.env must agree.
+    const checkout = await readCheckoutVersions(o.cortexDir);
+    const policy = selectPolicy(policies, {
+      version: bundle.cortexVersion,
+      layoutLine: bundle.format === "folder" ? undefined : bundle.line,
+      source: bundle.format.startsWith("bundle-") ? BUNDLE_JSON : BUNDLE_MANIFEST,
+    }, checkout);
+    const release = policy.policy;
+    // A folder of tars read as 0.1 whose checkout is 0.2: read it again with 0.2's policy.
+    if (!policies.single && bundle.line !== policy.line) {
+      bundle = await readBundle(o.bundleDir, { ...release, pins: pinsFor(policies, release) });
+      bundle.line = policy.line;
+    }
+    releaseName = policy.version ?? bundle.cortexVersion ?? release.release;
 
     // A re-run of the installed, unchanged bundle: check, repair the stack if needed, done.
     if (!o.dryRun) {
@@ -82,7 +97,15 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     const prepared = await timed(
       durations,
       "preflight",
-      () => preflight(ctx, o, { journal: journal!, release, bundle, digest: digest! }),
+      () =>
+        preflight(ctx, o, {
+          journal: journal!,
+          release,
+          policy,
+          bundle,
+          digest: digest!,
+          checkout,
+        }),
     );
     const plan = prepared.plan;
     if (o.dryRun) return { command: "plan", ok: true, outcome: "planned", plan, durations };

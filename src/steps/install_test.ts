@@ -165,7 +165,7 @@ seamTest(
     assertEquals(docker.containers, []);
 
     const j = await readJournal(w.stateDir);
-    assertEquals(j.inProgress?.steps, { verify: "done", load: "running" });
+    assertEquals(j.inProgress?.steps, { verify: "done", models: "done", load: "running" });
     assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Docker]);
     assertEquals(j.releases, []);
     assertEquals(j.loaded, {}, "nothing recorded as loaded by a failed step");
@@ -176,6 +176,32 @@ seamTest(
     );
     const audit = await readAudit(w.stateDir);
     assertEquals(audit.entries.map((a) => [a.outcome, a.exitCode]), [["failed", 5]]);
+  },
+);
+
+seamTest(
+  "runInstall(): an upgrade runs the newly shipped image under a reused tag (:latest), not the " +
+    "engine's old one",
+  async (w) => {
+    const r1 = await w.release("1.0.0", w.images("1"));
+    const r2 = await w.release("1.1.0", w.images("2"));
+    const docker = new ScriptedDocker();
+    await runInstall(w.context(docker), w.options(r1));
+    const latest = `${w.prefix}/postgres:latest`;
+    assertEquals(docker.idOf(latest), r1.tars[1].imageId);
+    const report = await runInstall(w.context(docker), w.options(r2));
+    assertEquals(report.retags, [{
+      service: "postgres",
+      from: `${w.prefix}/postgres:16`,
+      to: latest,
+    }]);
+    assertEquals(docker.idOf(latest), r2.tars[1].imageId);
+    assertEquals(
+      docker.containers.map((c) => [c.service, c.imageId]),
+      [["gateway", r2.tars[0].imageId], ["postgres", r2.tars[1].imageId]],
+    );
+    const j = await readJournal(w.stateDir);
+    assertEquals(currentRelease(j)?.images[latest], r2.tars[1].imageId);
   },
 );
 
@@ -203,6 +229,8 @@ seamTest(
     assertEquals(writes(docker), [
       "docker load",
       "docker load",
+      // The new postgres:16 wins over the old release's postgres:latest in the engine.
+      `docker tag ${w.prefix}/postgres:16 ${w.prefix}/postgres:latest`,
       "docker compose … up -d --no-build --pull never",
       // The rollback: the previous release's image IDs under their refs, then its stack.
       `docker tag ${gw1.imageId} ${w.prefix}/cortex-gateway:1`,

@@ -15,11 +15,16 @@ export const loadStep: InstallStep = {
       allowUnlisted: o.allowUnlisted,
       noVerify: o.noVerify,
       indexes: p.indexes,
+      notNeeded: p.notNeeded,
     });
     for (const img of images.images) {
       verdicts.push({
         path: img.file,
-        verdict: img.verdict === "present" ? "skipped" : img.verdict === "loaded" ? "ok" : "failed",
+        verdict: img.verdict === "present" || img.verdict === "not-needed"
+          ? "skipped"
+          : img.verdict === "loaded"
+          ? "ok"
+          : "failed",
         sha256: img.sha256,
         detail: img.message,
       });

@@ -32,7 +32,10 @@ export const modelsStep: InstallStep = {
         files: m.files,
         bytes: m.bytes,
         sha256Tree: treeDigest(
-          (item?.files ?? []).map((f) => ({ rel: f.rel, sha256: f.expected ?? "" })),
+          (item?.files ?? []).map((f) => ({
+            rel: f.rel,
+            sha256: f.expected ?? f.manifestSha256 ?? "",
+          })),
         ),
       });
     }

@@ -62,7 +62,10 @@ export async function quickRerun(
   }
   ctx.log.info("Some services are not running: starting them again");
   const release = await loadReleaseManifest(o.manifestPath);
-  const compose = await detectCompose(ctx.docker);
+  const compose = await detectCompose(
+    ctx.docker,
+    o.compose !== "auto" ? o.compose : cur.stack?.compose ?? "auto",
+  );
   const stack = await startStack(ctx, {
     cortexDir: o.cortexDir,
     files: [o.composeFile, overridePath(o.composeFile)],
@@ -94,5 +97,8 @@ export async function installInputs(o: InstallOptions): Promise<string> {
     network: o.network ?? null,
     skipModels: o.skipModels,
     manifest,
+    // Cortex 0.2's settings given by flags (names and origins, never a password).
+    ...(o.admin.user !== undefined ? { adminUser: o.admin.user } : {}),
+    ...(o.corsOrigin !== undefined ? { corsOrigin: o.corsOrigin } : {}),
   });
 }

@@ -27,13 +27,20 @@ import { retagStep } from "./retag.ts";
 import { modelsStep } from "./models.ts";
 import { settingsStep } from "./settings.ts";
 import { stackStep } from "./stack.ts";
+import { wheelsStep } from "./wheels.ts";
 
-/** The steps of `install` after the preflight, in order. */
+/**
+ * The steps of `install` after the preflight, in order. Models come before the images: every
+ * model file is verified while it is copied into staging, so a damaged one stops the run before
+ * any image is loaded or any setting written (images cannot be staged that way: `docker load`
+ * is the write).
+ */
 export const INSTALL_STEPS: readonly InstallStep[] = [
   verifyFilesStep,
+  modelsStep,
   loadStep,
   retagStep,
-  modelsStep,
+  wheelsStep,
   settingsStep,
   stackStep,
 ];
@@ -136,6 +143,7 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
       composeFile: o.composeFile,
       project: o.project,
       profiles: p.profiles,
+      compose: p.compose.major === 1 ? "v1" : "v2",
       readiness: p.readiness,
     },
     inputs: await installInputs(o),

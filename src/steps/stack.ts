@@ -17,6 +17,7 @@ export const stackStep: InstallStep = {
       files: [o.composeFile, overridePath(o.composeFile)],
       project: o.project,
       profiles: p.profiles,
+      compose: p.compose,
       readiness: p.readiness,
       waitTimeoutSec: o.waitTimeoutSec,
     });

@@ -4,7 +4,11 @@
  */
 import type { Context } from "../context.ts";
 import type { Bundle, TarIndex } from "../bundle/types.ts";
-import type { ReleaseManifest } from "../bundle/release.ts";
+import type { PolicyChoice, ReleaseManifest } from "../bundle/release.ts";
+import type { ComposeChoice, ComposeCli } from "../docker.ts";
+import type { EngineChoices } from "../host/engines.ts";
+import type { Settings02Plan, settings02Report } from "../host/settings02.ts";
+import type { WheelsPlan } from "../host/wheels.ts";
 import type { VerifyReport } from "../bundle/verify.ts";
 import type { DoctorReport } from "../doctor/mod.ts";
 import type { ImagePlan } from "../host/compose.ts";
@@ -16,6 +20,7 @@ import type { LoadReport } from "../images/load.ts";
 import type { Journal, Release } from "../state/journal.ts";
 import type { Verdict } from "../state/audit.ts";
 import {
+  DEFAULT_COMPOSE,
   DEFAULT_HF_CACHE_DIR,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
@@ -41,6 +46,18 @@ export interface InstallOptions {
   allowDowngrade: boolean;
   allowUnlisted: boolean;
   noVerify: boolean;
+  /** Which compose runs the stack (`--compose`). */
+  compose: ComposeChoice;
+  /** Cortex 0.2's first admin: `--admin-user`, the content of `--admin-password-file`. */
+  admin: { user?: string; passwordFromFile?: string };
+  /** Cortex 0.2's UI origin(s) (`--cors-origin`). */
+  corsOrigin?: string;
+  /**
+   * Asks for the first admin's password (hidden, twice) when no flag, file, environment or
+   * root .env gives one; absent when nothing may be asked (no terminal, or --yes): then the
+   * install exits 2 naming the flags. Never called by a dry run.
+   */
+  askAdminPassword?: (q: { user: string; production: boolean }) => Promise<string>;
   /** Compute and return the plan; change nothing (no lock either). */
   dryRun: boolean;
   /** Asked once with the plan; false cancels before any write. */
@@ -74,6 +91,8 @@ export function installOptions(i: InstallInputs): InstallOptions {
     allowDowngrade: false,
     allowUnlisted: false,
     noVerify: false,
+    compose: DEFAULT_COMPOSE,
+    admin: {},
     dryRun: false,
     confirm: () => Promise.resolve(true),
     argv: [],
@@ -86,6 +105,10 @@ export function installOptions(i: InstallInputs): InstallOptions {
 /** What install will do; printed by `plan` and shown before asking to go on. */
 export interface InstallPlan {
   bundle: { dir: string; format: string; digest: string; release?: string; warnings: string[] };
+  /** The release line whose policy applies, and which side named it (see selectPolicy). */
+  policy: { line: string; version?: string; decidedBy: PolicyChoice["decidedBy"] };
+  /** The compose that runs the stack. */
+  compose: { cmd: string; version: string; major: 1 | 2 };
   installed?: { release: string; bundleDigest: string; installedAt: string };
   upgrade: boolean;
   resume: boolean;
@@ -104,9 +127,12 @@ export interface InstallPlan {
     file: string;
     refs: string[];
     imageId: string;
-    action: "load" | "present";
+    /** not-needed: an engine build this host's driver does not need (see `engines`). */
+    action: "load" | "present" | "not-needed";
     critical: boolean;
   }[];
+  /** Engine builds chosen for this GPU driver (several builds of one engine in the bundle). */
+  engines: { repository: string; chosen?: string; notNeeded: string[]; detail?: string }[];
   retags: { service: string; from: string; to: string }[];
   services: { name: string; image?: string }[];
   settings: {
@@ -115,6 +141,14 @@ export interface InstallPlan {
     keys: { key: string; old?: string; new: string }[];
   }[];
   models: { name: string; target: string; action: string; bytes: number }[];
+  /** Cortex 0.2: secrets, first admin, CORS, prod-check (no secret value). */
+  settings02?: ReturnType<typeof settings02Report>;
+  /** Cortex 0.2 script bundles: wheels/ -> backend/wheels/. */
+  wheels?: { files: number; target: string; action: WheelsPlan["action"]; reason?: string };
+  /** The readiness URLs the stack must answer. */
+  readiness: string[];
+  /** Images compose needs that nothing provides (only with --skip-start; else an error). */
+  missingImages: { service: string; ref: string }[];
 }
 
 export interface InstallReport {
@@ -130,6 +164,7 @@ export interface InstallReport {
   files?: VerifyReport["files"];
   models?: ModelsResult;
   settings?: SettingsResult;
+  wheels?: { target: string; action: "copied" | "kept"; files: number };
   stack?: StackResult | { services: unknown[]; healthy: boolean; repaired: boolean };
   urls?: string[];
   durations: Record<string, number>;
@@ -138,6 +173,17 @@ export interface InstallReport {
 /** Everything the preflight read, checked and computed before the first write. */
 export interface Prepared {
   release: ReleaseManifest;
+  /** How the release line was chosen (bundle, checkout). */
+  policy: PolicyChoice;
+  /** The compose that runs the stack (the doctor found it, as --compose asked). */
+  compose: ComposeCli;
+  /** The engine builds chosen for this driver, when a working GPU made a choice. */
+  engines?: EngineChoices;
+  /** Tars not loaded on this host (engine builds not needed), by file, and why. */
+  notNeeded: Map<string, string>;
+  /** Cortex 0.2's settings plan (secrets, admin, CORS), for reports. */
+  settings02?: Settings02Plan;
+  wheels?: WheelsPlan;
   bundle: Bundle;
   digest: string;
   indexes: Map<string, TarIndex>;

@@ -48,6 +48,8 @@ Deno.test({
         "--project-name",
         label,
         "--skip-start",
+        "--compose",
+        "v1",
         "--yes",
         "--json",
       ];

@@ -1,12 +1,15 @@
 /**
- * buildDemo() against the real engine: the demo bundle is real `docker save` tars whose
- * checksums `sha256sum -c` accepts, and building it leaves no new image in the engine.
+ * buildDemo() and buildDemo02() against the real engine: the demo bundles are real `docker save`
+ * tars whose checksums `sha256sum -c` (0.1) and `verify` (0.2) accept, and building them leaves
+ * no new image in the engine.
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { createContext } from "../../src/context.ts";
 import { buildDemo, DEMO_IMAGES, demoRef } from "../../src/demo.ts";
 import { inspectImages, processDocker, runCommand, runDocker } from "../../src/docker.ts";
+import { buildDemo02, DEMO02_IMAGES, demo02Ref } from "../../src/demo02.ts";
+import { runCli } from "../support/fixtures.ts";
 
 Deno.test({
   name: "buildDemo() writes a bundle whose checksums verify and leaves no new image behind",
@@ -74,6 +77,36 @@ Deno.test({
         assertEquals((await inspectImages(processDocker(), [ref])).get(ref)?.id, id);
         assertEquals((await inspectImages(processDocker(), refs)).size, 1);
       });
+    } finally {
+      for (const ref of refs) await runDocker(["rmi", ref]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "buildDemo02() writes a Cortex 0.2 bundle that `verify` accepts, and no image is left",
+  fn: async () => {
+    const ns = `cit-demo02-${crypto.randomUUID().slice(0, 8)}`;
+    const dir = await Deno.makeTempDir({ prefix: "cit-demo02-" });
+    const ctx = createContext({ sink: { write: () => {}, isTTY: false } });
+    const refs = DEMO02_IMAGES.map((i) => demo02Ref(i, ns));
+    try {
+      const r = await buildDemo02(ctx, dir, { namespace: ns });
+      const v = await runCli(["verify", "--bundle", r.bundleDir, "--json"]);
+      assertEquals(v.code, 0, v.stderr);
+      const j = JSON.parse(v.stdout);
+      assertEquals([j.bundle.formatName, j.bundle.cortexVersion], [
+        "Cortex 0.2 bundle (Admin UI)",
+        "0.2.0",
+      ]);
+      assertEquals(j.files.filter((f: { path: string }) => f.path.startsWith("images/")).length, 6);
+      assertEquals((await Deno.stat(r.passwordFile)).mode! & 0o777, 0o600);
+      assertMatch(
+        await Deno.readTextFile(join(r.cortexDir, "docker.compose.prod.yaml")),
+        new RegExp(`${ns}/cortex-gateway`),
+      );
+      assertEquals((await inspectImages(processDocker(), refs)).size, 0);
     } finally {
       for (const ref of refs) await runDocker(["rmi", ref]);
       await Deno.remove(dir, { recursive: true });

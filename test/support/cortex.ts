@@ -209,6 +209,9 @@ export async function makeSetup(b: CortexBundle, o: SetupOptions = {}): Promise<
       "--manifest",
       manifestPath,
       "--offline",
+      // Cortex 0.1 runs on Compose v1 in the field too: its journeys use it.
+      "--compose",
+      "v1",
     ],
   };
 }

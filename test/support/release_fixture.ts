@@ -200,6 +200,9 @@ export async function newWorld(): Promise<World> {
       "--manifest",
       manifestPath,
       "--offline",
+      // Cortex 0.1 runs on Compose v1 in the field too: its journeys use it.
+      "--compose",
+      "v1",
       "--yes",
       "--wait-timeout",
       "60",

@@ -62,6 +62,11 @@ export interface ScriptedDockerOptions {
   neverHealthy?: Iterable<string>;
   /** Image IDs whose containers' healthcheck fails (health "unhealthy"). */
   unhealthy?: Iterable<string>;
+  /**
+   * A host with only the standalone Compose v1 of this version: `docker compose` is not a
+   * command, `docker-compose` answers. Default: Compose v2 only (2.26.1).
+   */
+  composeV1?: string;
 }
 
 const ok = (stdout = ""): RunResult => ({ code: 0, stdout, stderr: "" });
@@ -105,7 +110,14 @@ export class ScriptedDocker implements DockerRunner {
   async run(args: string[], opts: DockerCallOptions = {}): Promise<RunResult> {
     const call: ScriptedCall = { cli: opts.cli ?? "docker", args: [...args], cwd: opts.cwd };
     this.calls.push(call);
-    if (call.cli === "docker-compose") return fail("docker-compose: command not found", 127);
+    if (call.cli === "docker-compose") {
+      if (!this.o.composeV1) return fail("docker-compose: command not found", 127);
+      if (args[0] === "version") return ok(`${this.o.composeV1}\n`);
+      return await this.compose(args);
+    }
+    if (args[0] === "compose" && this.o.composeV1) {
+      return fail("docker: 'compose' is not a docker command.");
+    }
     let stdin: Uint8Array | undefined;
     let broken: LoadFailure | undefined;
     if (args[0] === "load") {

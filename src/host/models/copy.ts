@@ -12,7 +12,7 @@ import { hashFile, shortDigest as short } from "../../hash.ts";
 import { copyHashed } from "../../copy.ts";
 import { fsyncDir } from "../../fsutil.ts";
 import { parentOf } from "../safepath.ts";
-import type { ModelPlan, ModelPlanItem } from "./plan.ts";
+import type { ModelPlan, ModelPlanItem, PlannedFile } from "./plan.ts";
 import { join, lstatOrNull, treeDigest } from "./tree.ts";
 import { removeStaging, stagingName } from "./staging.ts";
 import { seedArchive } from "./archive.ts";
@@ -99,12 +99,30 @@ export async function seedModels(
 ): Promise<ModelsResult> {
   if (!plan.progressAdded) ctx.progress.addTotal(plan.bytes);
   const models: ModelResult[] = [];
-  for (const item of plan.items) {
-    throwIfAborted(ctx.signal);
-    if (item.source.kind === "folder") {
-      models.push(await seedFolder(ctx, plan, item, opts));
-    } else {
-      models.push(...await seedArchive(ctx, plan, item));
+  // Model folders are staged and verified first and put in place together at the end: a file
+  // that fails its digest leaves no model folder of this run behind.
+  const staged: Staged[] = [];
+  try {
+    for (const item of plan.items) {
+      throwIfAborted(ctx.signal);
+      if (item.source.kind === "folder" || item.source.kind === "bundle-model") {
+        const r = await seedFolder(ctx, plan, item, opts, staged);
+        models.push(r);
+      } else {
+        models.push(...await seedArchive(ctx, plan, item));
+      }
+    }
+  } catch (e) {
+    for (const st of staged) await removeStaging(st.staging);
+    throw asInterrupted(e, ctx.signal);
+  }
+  for (let i = 0; i < staged.length; i++) {
+    const st = staged[i];
+    try {
+      await place(ctx, plan, st, opts);
+    } catch (e) {
+      for (const rest of staged.slice(i)) await removeStaging(rest.staging);
+      throw asInterrupted(e, ctx.signal);
     }
   }
   for (const m of models) {
@@ -120,11 +138,91 @@ export async function seedModels(
   };
 }
 
+/** A model folder copied and verified in its staging folder, waiting to be put in place. */
+interface Staged {
+  item: ModelPlanItem;
+  staging: string;
+  linking: boolean;
+  digests: Map<string, string>;
+  linkedStats: Map<string, Omit<VerifiedFile, "path" | "rel">>;
+  /** The result reported for it; becomes a conflict when the target appeared meanwhile. */
+  result: ModelResult;
+}
+
+/**
+ * Puts a staged model folder in place (rename, fsync of the models dir), unless its target
+ * appeared meanwhile (then a conflict: the staging folder is removed, nothing is replaced).
+ */
+async function place(
+  ctx: Context,
+  plan: ModelPlan,
+  st: Staged,
+  opts: SeedOptions,
+): Promise<void> {
+  const { item } = st;
+  throwIfAborted(ctx.signal);
+  // rename(2) would replace an empty folder created meanwhile: check right before it.
+  if (await lstatOrNull(item.target)) {
+    await removeStaging(st.staging);
+    Object.assign(st.result, {
+      verdict: "conflict",
+      files: 0,
+      bytes: 0,
+      warnings: [
+        ...st.result.warnings,
+        conflictLine(item, "the folder appeared while it was being copied"),
+      ],
+    });
+    return;
+  }
+  await Deno.rename(st.staging, item.target);
+  await fsyncDir(plan.modelsDir);
+  if (opts.onVerified) {
+    // Copied files hold what was hashed as of the last write, which ended before this stat.
+    const verified: VerifiedFile[] = [];
+    for (const f of item.files) {
+      const path = join(item.target, f.rel);
+      const linked = st.linkedStats.get(f.rel);
+      if (st.linking && !linked) continue;
+      const stat = linked?.stat ?? await Deno.lstat(path);
+      const verifiedAt = linked?.verifiedAt ?? ctx.now();
+      verified.push({ path, rel: f.rel, stat, sha256: st.digests.get(f.rel)!, verifiedAt });
+    }
+    await reportVerified(opts, item.target, verified);
+  }
+}
+
+/** Checks a copied file's digest against the bundle's checksums and its 0.2 manifest. */
+function checkDigest(item: ModelPlanItem, f: PlannedFile, actual: string): void {
+  if (f.expected !== undefined && actual !== f.expected) {
+    throw digestMismatch(`model "${item.name}"`, bundleRel(item, f), actual, f.expected);
+  }
+  if (f.manifestSha256 !== undefined && actual !== f.manifestSha256) {
+    throw new InstallError(
+      "models",
+      `Cannot seed model "${item.name}": sha256 of "${bundleRel(item, f)}" is ${
+        short(actual)
+      }, its manifest.json lists ${short(f.manifestSha256)}`,
+      ExitCode.Integrity,
+      "Nothing was installed for it; re-copy the model from the transfer media.",
+      `sha256   ${actual}\nmanifest ${f.manifestSha256}`,
+    );
+  }
+}
+
+/** How a file is named in errors: its path in the bundle for 0.2 models, else in the folder. */
+function bundleRel(item: ModelPlanItem, f: PlannedFile): string {
+  if (item.source.kind !== "bundle-model") return f.rel;
+  const i = f.src.lastIndexOf(`/${item.source.path}/`);
+  return i >= 0 ? f.src.slice(i + 1) : f.src;
+}
+
 async function seedFolder(
   ctx: Context,
   plan: ModelPlan,
   item: ModelPlanItem,
   opts: SeedOptions,
+  staged: Staged[],
 ): Promise<ModelResult> {
   const res = (verdict: ModelVerdict, files: number, bytes: number, extra: string[] = []) => ({
     name: item.name,
@@ -144,7 +242,8 @@ async function seedFolder(
   if (item.action === "compare") {
     ctx.progress.label(`compare model ${item.name}`);
     for (const f of item.files) {
-      const want = f.expected ?? (await hashFile(f.src, undefined, ctx.signal)).sha256;
+      const want = f.expected ?? f.manifestSha256 ??
+        (await hashFile(f.src, undefined, ctx.signal)).sha256;
       const path = join(item.target, f.rel);
       // The stat and the clock before hashing: a write during the hash shows up next time.
       const stat = await Deno.lstat(path);
@@ -165,7 +264,10 @@ async function seedFolder(
   }
 
   // action === "copy"
-  const staging = join(plan.modelsDir, stagingName(item.name));
+  const staging = join(
+    plan.modelsDir,
+    stagingName(item.target.slice(item.target.lastIndexOf("/") + 1)),
+  );
   await removeStaging(staging);
   await Deno.mkdir(plan.modelsDir, { recursive: true });
   const extra: string[] = [];
@@ -181,24 +283,32 @@ async function seedFolder(
   const digests = new Map<string, string>();
   const linkedStats = new Map<string, Omit<VerifiedFile, "path" | "rel">>();
   try {
-    await Deno.mkdir(staging, { mode: 0o755 });
+    await Deno.mkdir(staging);
+    // The gateway of Cortex 0.2 runs as uid 1000 and reads the models: folders 0755 and files
+    // 0644 whatever the umask (it chowns only the models dir itself, cortex-0.2-facts §4).
+    await Deno.chmod(staging, 0o755);
     const dirs = new Set<string>();
     for (const f of item.files) {
       const d = parentOf(f.rel);
       if (d !== "" && !dirs.has(d)) {
-        await Deno.mkdir(join(staging, d), { recursive: true, mode: 0o755 });
-        dirs.add(d);
+        const parts = d.split("/");
+        for (let k = 1; k <= parts.length; k++) {
+          const sub = parts.slice(0, k).join("/");
+          if (dirs.has(sub)) continue;
+          await Deno.mkdir(join(staging, sub), { recursive: true });
+          await Deno.chmod(join(staging, sub), 0o755);
+          dirs.add(sub);
+        }
       }
       const dst = join(staging, f.rel);
       let got;
       if (linking) {
-        // Verify the source first (one read), then give it a second name.
+        // Verify the source first (one read), then give it a second name (its mode is the
+        // bundle file's: a hardlink is the same file).
         const before = await Deno.stat(f.src);
         const verifiedAt = ctx.now();
         got = await hashFile(f.src, advance, ctx.signal);
-        if (f.expected !== undefined && got.sha256 !== f.expected) {
-          throw digestMismatch(`model "${item.name}"`, f.rel, got.sha256, f.expected);
-        }
+        checkDigest(item, f, got.sha256);
         await Deno.link(f.src, dst);
         // The link moved the ctime: keep the stat taken after it, if the content did not move.
         const after = await Deno.stat(dst);
@@ -207,9 +317,8 @@ async function seedFolder(
         }
       } else {
         got = await copyHashed(f.src, dst, { signal: ctx.signal, onBytes: advance });
-        if (f.expected !== undefined && got.sha256 !== f.expected) {
-          throw digestMismatch(`model "${item.name}"`, f.rel, got.sha256, f.expected);
-        }
+        checkDigest(item, f, got.sha256);
+        await Deno.chmod(dst, 0o644);
       }
       bytes += got.size;
       digests.set(f.rel, got.sha256);
@@ -219,34 +328,13 @@ async function seedFolder(
     }
     await fsyncDir(staging);
     throwIfAborted(ctx.signal);
-    // rename(2) would replace an empty folder created meanwhile: check right before it.
-    if (await lstatOrNull(item.target)) {
-      await removeStaging(staging);
-      return res("conflict", 0, 0, [
-        ...extra,
-        conflictLine(item, "the folder appeared while it was being copied"),
-      ]);
-    }
-    await Deno.rename(staging, item.target);
-    await fsyncDir(plan.modelsDir);
   } catch (e) {
     await removeStaging(staging);
     throw asInterrupted(e, ctx.signal);
   }
-  if (opts.onVerified) {
-    // Copied files hold what was hashed as of the last write, which ended before this stat.
-    const verified: VerifiedFile[] = [];
-    for (const f of item.files) {
-      const path = join(item.target, f.rel);
-      const linked = linkedStats.get(f.rel);
-      if (linking && !linked) continue;
-      const stat = linked?.stat ?? await Deno.lstat(path);
-      const verifiedAt = linked?.verifiedAt ?? ctx.now();
-      verified.push({ path, rel: f.rel, stat, sha256: digests.get(f.rel)!, verifiedAt });
-    }
-    await reportVerified(opts, item.target, verified);
-  }
-  return res(linking ? "linked" : "copied", item.files.length, bytes, extra);
+  const result = res(linking ? "linked" : "copied", item.files.length, bytes, extra);
+  staged.push({ item, staging, linking, digests, linkedStats, result });
+  return result;
 }
 
 async function reportVerified(

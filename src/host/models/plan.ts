@@ -6,7 +6,14 @@
 import type { ModelSource } from "../../bundle/types.ts";
 import { ExitCode, InstallError } from "../../errors.ts";
 import { joinRel, parentOf } from "../safepath.ts";
-import { contentEntries, diffListing, join, listTree, lstatOrNull } from "./tree.ts";
+import {
+  contentEntries,
+  diffListing,
+  join,
+  listTree,
+  lstatOrNull,
+  type TreeEntry,
+} from "./tree.ts";
 
 /** One file of a bundle model folder. */
 export interface PlannedFile {
@@ -17,6 +24,11 @@ export interface PlannedFile {
   size: number;
   /** Lower-case hex SHA-256 from the bundle's checksums, when listed. */
   expected?: string;
+  /**
+   * Cortex 0.2: the SHA-256 its model manifest lists. The manifest is covered by no checksum, so
+   * this never makes a file trusted; the copy is still checked against it.
+   */
+  manifestSha256?: string;
 }
 
 /**
@@ -198,6 +210,10 @@ export async function planModels(
       items.push(await planFolder(source, abs, relPath, opts));
       continue;
     }
+    if (source.kind === "bundle-model") {
+      items.push(...await planBundleModel(source, opts));
+      continue;
+    }
     const st = await Deno.stat(abs);
     const target = source.kind === "hf-cache-archive" ? opts.hfCacheDir : opts.modelsDir;
     items.push({
@@ -240,6 +256,124 @@ export async function planModels(
 function relativeTo(base: string, abs: string): string {
   const b = base.replace(/\/+$/, "");
   return abs.startsWith(b + "/") ? abs.slice(b.length + 1) : abs;
+}
+
+/**
+ * A Cortex 0.2 bundle model (`models/<served>/files/<path>`, placed at `<models dir>/<path>`):
+ * one item per top folder its paths create, planned like a bundle model folder (copy, compare,
+ * unchanged, conflict). Each file must exist as a regular file of the size its manifest lists
+ * (checked here, before anything is written); its digest (checksums.sha256, and the manifest's)
+ * is checked while it is copied.
+ */
+async function planBundleModel(
+  source: Extract<ModelSource, { kind: "bundle-model" }>,
+  opts: PlanOptions,
+): Promise<ModelPlanItem[]> {
+  const refuse = (why: string, hint?: string) =>
+    new InstallError(
+      "models",
+      `Cannot seed model "${source.name}": ${why}`,
+      ExitCode.Integrity,
+      hint ?? "Re-copy the model from the transfer media, or export it again (Transfer → Export).",
+    );
+  const groups = new Map<string, PlannedFile[]>();
+  for (const f of source.files) {
+    const slash = f.path.indexOf("/");
+    if (slash < 0) {
+      throw refuse(
+        `"${f.path}" would lie directly in the models dir, outside a model folder`,
+        "Cortex places a model's files under its own folder (the manifest's local_path); " +
+          "export the model again.",
+      );
+    }
+    const top = f.path.slice(0, slash);
+    const src = join(opts.bundleDir, f.src);
+    const st = await lstatOrNull(src);
+    if (!st) throw refuse(`"${f.src}" is listed in its manifest but missing from the bundle`);
+    if (!st.isFile) throw refuse(`"${f.src}" is not a regular file`);
+    if (st.size !== f.bytes) {
+      throw refuse(
+        `"${f.src}" has ${st.size} bytes, its manifest lists ${f.bytes} (a truncated or ` +
+          "changed copy)",
+      );
+    }
+    const g = groups.get(top) ?? [];
+    g.push({
+      rel: f.path.slice(slash + 1),
+      src,
+      size: st.size,
+      ...(opts.expected.get(f.src) ? { expected: opts.expected.get(f.src) } : {}),
+      ...(f.manifestSha256 ? { manifestSha256: f.manifestSha256 } : {}),
+    });
+    groups.set(top, g);
+  }
+  const items: ModelPlanItem[] = [];
+  for (const [top, files] of [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!validFolderName(top)) throw refuse(`"${top}" is not a valid folder name`);
+    const target = join(opts.modelsDir, top);
+    const warnings = files.some((f) => f.expected === undefined)
+      ? [
+        `model "${source.name}": some files are covered by no checksum (copied unverified but ` +
+        "for their manifest's digest)",
+      ]
+      : [];
+    const c = checkCompleteness(files.map((f) => f.rel));
+    warnings.push(...c.warnings);
+    const size = files.reduce((s, f) => s + f.size, 0);
+    const base = {
+      source,
+      name: groups.size > 1 ? `${source.name}/${top}` : source.name,
+      target,
+      sourcePath: join(opts.bundleDir, source.path),
+      files,
+      warnings,
+      estimated: false,
+    };
+    if (c.missing.length > 0) {
+      items.push({
+        ...base,
+        action: "incomplete",
+        bytes: 0,
+        writeBytes: 0,
+        reason: c.missing.join("; "),
+      });
+      continue;
+    }
+    items.push(await planTarget(base, size, opts));
+  }
+  return items;
+}
+
+/**
+ * What to do with a model folder's target: copy when absent, a conflict when it is not a folder
+ * or lists other files or sizes, unchanged when every file is known to hold the bundle's digest,
+ * else compare (hashed at seed time).
+ */
+async function planTarget(
+  base: Omit<ModelPlanItem, "action" | "bytes" | "writeBytes">,
+  size: number,
+  opts: PlanOptions,
+): Promise<ModelPlanItem> {
+  const st = await lstatOrNull(base.target);
+  if (!st) return { ...base, action: "copy", bytes: size, writeBytes: size };
+  if (!st.isDirectory) {
+    return {
+      ...base,
+      action: "conflict",
+      bytes: 0,
+      writeBytes: 0,
+      reason: `"${base.target}" exists and is not a folder`,
+    };
+  }
+  const want = new Map<string, TreeEntry>(
+    base.files.map((f) => [f.rel, { kind: "file" as const, size: f.size }]),
+  );
+  const diff = diffListing(want, contentEntries(await listTree(base.target)));
+  if (diff) return { ...base, action: "conflict", bytes: 0, writeBytes: 0, reason: diff };
+  if (opts.knownDigest && await allKnown(base.target, base.files, opts.knownDigest)) {
+    return { ...base, action: "unchanged", bytes: 0, writeBytes: 0 };
+  }
+  return { ...base, action: "compare", bytes: size, writeBytes: 0 };
 }
 
 async function planFolder(
@@ -346,10 +480,11 @@ async function allKnown(
   knownDigest: NonNullable<PlanOptions["knownDigest"]>,
 ): Promise<boolean> {
   for (const f of files) {
-    if (f.expected === undefined) return false;
+    const want = f.expected ?? f.manifestSha256;
+    if (want === undefined) return false;
     const path = join(target, f.rel);
     const st = await lstatOrNull(path);
-    if (!st?.isFile || knownDigest(path, st) !== f.expected) return false;
+    if (!st?.isFile || knownDigest(path, st) !== want) return false;
   }
   return true;
 }
