@@ -116,7 +116,18 @@ export class ScriptedDocker implements DockerRunner {
       stdin = await readStdin(opts.stdin, broken?.afterBytes);
       call.stdinBytes = stdin.length;
     }
-    return await this.answer(args, stdin, broken);
+    const r = await this.answer(args, stdin, broken);
+    // A streaming call gets its stdout through the sink (with the sink's errors), as the real one.
+    if (opts.stdout) {
+      const w = opts.stdout.getWriter();
+      try {
+        if (r.stdout) await w.write(new TextEncoder().encode(r.stdout));
+      } finally {
+        w.releaseLock();
+      }
+      return { ...r, stdout: "" };
+    }
+    return r;
   }
 
   private async answer(
