@@ -19,6 +19,7 @@ import {
 } from "../host/compose.ts";
 import { planSettings } from "../host/settings.ts";
 import { planModels } from "../host/models/plan.ts";
+import { planDatabase } from "../host/database.ts";
 import {
   engineChains,
   engineImages,
@@ -147,6 +148,21 @@ export async function preflight(
     }
   }
 
+  // The database: a backup before an upgrade, the bundle's dump on a fresh install (what and why).
+  const database = await planDatabase(ctx, {
+    stateDir: o.stateDir,
+    project: o.project,
+    skipDb: o.skipDb,
+    restoreDb: o.restoreDb,
+    skipStart: o.skipStart,
+    allowUnverified: o.allowUnlisted || o.noVerify,
+    upgrade: !!cur && cur.bundleDigest !== digest,
+    digest,
+    bundle,
+    journal,
+    current: cur,
+  });
+
   ctx.log.info("Preflight: Docker, Compose, disk, GPU, network, ports");
   const doctor = await runDoctor(ctx, {
     bundle,
@@ -158,6 +174,8 @@ export async function preflight(
     stateDir: o.stateDir,
     modelBytes,
     imageBytes,
+    dbBackupBytes: database.disk.backupBytes,
+    dbRestoreBytes: database.disk.restoreBytes,
   });
   const failed = doctor.checks.filter((c) => c.status === "fail");
   if (failed.length > 0) {
@@ -277,6 +295,7 @@ export async function preflight(
       action: i.action,
       bytes: i.bytes,
     })),
+    database,
   };
   return {
     release,
@@ -290,5 +309,6 @@ export async function preflight(
     modelPlan,
     readiness,
     plan,
+    database,
   };
 }

@@ -13,10 +13,12 @@ import type { ModelPlan } from "../host/models/plan.ts";
 import type { ModelsResult } from "../host/models/copy.ts";
 import type { Readiness, StackResult } from "../host/stack.ts";
 import type { LoadReport } from "../images/load.ts";
-import type { Journal, Release } from "../state/journal.ts";
+import type { DbBackup, DbEvent, Journal, Release } from "../state/journal.ts";
+import type { DatabasePlan } from "../host/database.ts";
 import type { Verdict } from "../state/audit.ts";
 import {
   DEFAULT_HF_CACHE_DIR,
+  DEFAULT_KEEP_BACKUPS,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
   DEFAULT_STATE_DIR,
@@ -41,6 +43,12 @@ export interface InstallOptions {
   allowDowngrade: boolean;
   allowUnlisted: boolean;
   noVerify: boolean;
+  /** Database backups kept after a successful run (the rollback target's is always kept). */
+  keepBackups: number;
+  /** Restore the bundle's dump even over data or when restored before (a backup is taken first). */
+  restoreDb: boolean;
+  /** Leave the database alone: no backup before an upgrade, no restore of the bundle's dump. */
+  skipDb: boolean;
   /** Compute and return the plan; change nothing (no lock either). */
   dryRun: boolean;
   /** Asked once with the plan; false cancels before any write. */
@@ -74,6 +82,9 @@ export function installOptions(i: InstallInputs): InstallOptions {
     allowDowngrade: false,
     allowUnlisted: false,
     noVerify: false,
+    keepBackups: DEFAULT_KEEP_BACKUPS,
+    restoreDb: false,
+    skipDb: false,
     dryRun: false,
     confirm: () => Promise.resolve(true),
     argv: [],
@@ -115,6 +126,8 @@ export interface InstallPlan {
     keys: { key: string; old?: string; new: string }[];
   }[];
   models: { name: string; target: string; action: string; bytes: number }[];
+  /** Backup before an upgrade, restore of the bundle's dump, and what will not happen and why. */
+  database: DatabasePlan;
 }
 
 export interface InstallReport {
@@ -132,7 +145,25 @@ export interface InstallReport {
   settings?: SettingsResult;
   stack?: StackResult | { services: unknown[]; healthy: boolean; repaired: boolean };
   urls?: string[];
+  /** What was done to the database: backups taken, dumps restored, a rollback's restore, pruning. */
+  database?: DatabaseReport;
   durations: Record<string, number>;
+}
+
+/** The database part of the install report. */
+export interface DatabaseReport {
+  /** The backup taken before the upgrade (or reused from the interrupted run). */
+  backup?: DbBackup & { reused?: boolean };
+  /** The backup taken before --restore-db replaced a database holding data. */
+  backupBeforeRestore?: DbBackup;
+  /** The bundle's dump restored (or why it was not, when found only after postgres started). */
+  restored?: DbEvent;
+  /** Set when the restore was skipped at run time: the database already held this dump. */
+  alreadyRestored?: boolean;
+  /** The automatic rollback's restore of the backup taken before the upgrade. */
+  rollbackRestored?: DbEvent;
+  /** Old backups removed after the run (--keep-backups). */
+  pruned?: string[];
 }
 
 /** Everything the preflight read, checked and computed before the first write. */
@@ -148,6 +179,7 @@ export interface Prepared {
   modelPlan?: ModelPlan;
   readiness: Readiness[];
   plan: InstallPlan;
+  database: DatabasePlan;
 }
 
 /** One install under way, handed to each step. */
@@ -163,6 +195,8 @@ export interface InstallRun {
   verdicts: Verdict[];
   /** The release in effect before this run when it is an upgrade: what a rollback returns to. */
   previous?: Release;
+  /** Database backups taken and dumps restored, for the journal and the audit log. */
+  dbEvents: DbEvent[];
 }
 
 /** What a step hands back to the runner. */

@@ -48,6 +48,8 @@ Deno.test({
         "--project-name",
         label,
         "--skip-start",
+        // The fixture's db/cortex.sql is no real dump (restores: test/e2e/db_install_test.ts).
+        "--skip-db",
         "--yes",
         "--json",
       ];
