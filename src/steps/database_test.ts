@@ -174,6 +174,9 @@ seamTest(
     const r1 = await w.release("1.0.0", w.images("1"));
     const r2 = await w.release("1.1.0", w.images("2"));
     const docker = new ScriptedDocker();
+    // Secrets in the root .env (as 0.2 keeps them there): a rollback never rotates them.
+    const key = "INTERNAL_VLLM_API_KEY=" + "ab".repeat(32);
+    await Deno.writeTextFile(`${w.cortexDir}/.env`, `${key}\nSESSION_SECRET=${"cd".repeat(32)}\n`);
     await runInstall(w.context(docker), w.options(r1));
     const db = docker.database(w.prefix);
     db.lines = [...ROWS];
@@ -199,6 +202,9 @@ seamTest(
     // The backup first, then the restore, while only postgres ran (the gateway was stopped).
     assert(at(docker, /^docker stop/) < at(docker, / pg_dump /), "stopped before the dump");
     assertEquals(r.database.events.map((e) => e.kind), ["backup", "restore"]);
+    const rootEnv = await Deno.readTextFile(`${w.cortexDir}/.env`);
+    assertMatch(rootEnv, new RegExp(`^${key}$`, "m"));
+    assertMatch(rootEnv, new RegExp(`^SESSION_SECRET=${"cd".repeat(32)}$`, "m"));
   },
 );
 
