@@ -73,7 +73,9 @@ function writes(d: ScriptedDocker): string[] {
   return d.lines().filter((l) =>
     /^docker (load|tag|rmi|stop|start)\b/.test(l) ||
     / (up|down)\b/.test(l) && l.startsWith("docker compose")
-  ).map((l) => l.replace(/ --project-name .* (up|down)\b/, " … $1").replace(/^(docker (stop|start)) .*/, "$1"));
+  ).map((l) =>
+    l.replace(/ --project-name .* (up|down)\b/, " … $1").replace(/^(docker (stop|start)) .*/, "$1")
+  );
 }
 
 seamTest(
