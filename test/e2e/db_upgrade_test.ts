@@ -206,7 +206,7 @@ Deno.test({
       await t.step(
         "an upgrade whose gateway migrates and never gets healthy rolls back with the database (exit 6)",
         async () => {
-          const r = await cli(w.installArgs(b3, ["--wait-timeout", "8"]));
+          const r = await cli(w.installArgs(b3, ["--wait-timeout", "5"]));
           assertEquals(r.code, 6, r.stderr);
           assertMatch(
             r.stderr,
