@@ -16,13 +16,12 @@
  * Prints numbers; asserts nothing.
  */
 import { parseArgs } from "node:util";
-import { runCommand, runDocker } from "../src/docker.ts";
+import { processDocker, runCommand, runDocker } from "../src/docker.ts";
 import {
   backupDatabase,
   inspectDatabase,
   pgTargetFromContainer,
   restoreDatabase,
-  spawnDockerRunner,
 } from "../src/host/db.ts";
 
 const { values } = parseArgs({
@@ -45,7 +44,7 @@ function peakRss(): number {
 
 if (values.child) {
   // One operation in its own process; prints {ms, bytes, peakRss} as JSON.
-  const run = spawnDockerRunner();
+  const run = processDocker();
   const t0 = performance.now();
   let bytes = 0;
   if (values.child === "backup") {
@@ -121,7 +120,7 @@ try {
              md5(g::text), now() - (g || ' seconds')::interval
         FROM generate_series(1, ${rows}) g;
     ANALYZE;`);
-  const run = spawnDockerRunner();
+  const run = processDocker();
   const target = await pgTargetFromContainer(run, pg.id);
   const info = await inspectDatabase(run, target);
   console.log(`database: ${rows} usage rows, pg_database_size ${mb(info.sizeBytes)} MiB`);

@@ -29,8 +29,22 @@ export type StdinFeed =
 export interface DockerCallOptions {
   /** Default "docker". */
   cli?: DockerCli;
+  /**
+   * What the process reads; a stream's own error (other than the child closing its stdin early,
+   * which its exit code tells) is raised once the process has ended.
+   */
   stdin?: StdinFeed;
-  /** Added to the runner's environment for this call. */
+  /**
+   * The process's stdout is piped here (with backpressure) instead of being collected: the
+   * result's `stdout` is then "". The runner does not close it. When a write fails (disk full),
+   * the process's stdout is cancelled (it gets SIGPIPE on its next write) and the call rejects
+   * with that write error once the process has exited. `pg_dump` into a backup file is fed so.
+   */
+  stdout?: WritableStream<Uint8Array>;
+  /**
+   * Added to the runner's environment for this call. Also the way to pass a secret: `docker exec
+   * -e NAME` (no `=value`) takes the value from the CLI's environment, so it never shows in argv.
+   */
   env?: Record<string, string>;
   cwd?: string;
   /**
@@ -40,7 +54,12 @@ export interface DockerCallOptions {
   signal?: AbortSignal | null;
 }
 
-/** Runs one docker or compose command and collects its output; never throws for a non-zero exit. */
+/**
+ * Runs one docker or compose command and collects its output (stderr may be cut to its last
+ * 64 KiB: the messages that matter come last); never throws for a non-zero exit, a missing binary
+ * is code 127. It rejects only for what is not the command's own result: a stdin feed or stdout
+ * sink that failed (see DockerCallOptions).
+ */
 export interface DockerRunner {
   run(args: string[], opts?: DockerCallOptions): Promise<RunResult>;
 }
@@ -60,6 +79,7 @@ export function processDocker(o: ProcessDockerOptions = {}): DockerRunner {
     run: (args, c = {}) =>
       runCommand(c.cli === "docker-compose" ? "docker-compose" : o.bin ?? "docker", args, {
         stdin: c.stdin,
+        stdout: c.stdout,
         env: o.env || c.env ? { ...o.env, ...c.env } : undefined,
         cwd: c.cwd,
         signal: c.signal === null ? undefined : c.signal ?? o.signal,
@@ -73,23 +93,31 @@ export function processDocker(o: ProcessDockerOptions = {}): DockerRunner {
  */
 export async function runDocker(
   args: string[],
-  opts: {
-    bin?: string;
-    signal?: AbortSignal;
-    stdin?: StdinFeed;
-    env?: Record<string, string>;
-    cwd?: string;
-  } = {},
+  opts: CommandOptions & { bin?: string } = {},
 ): Promise<RunResult> {
   return await runCommand(opts.bin ?? "docker", args, opts);
 }
 
-/** Runs any command and collects its output; a missing binary gives code 127. */
+/** Options of `runCommand` (see DockerCallOptions for stdin, stdout and env). */
+export interface CommandOptions {
+  signal?: AbortSignal;
+  stdin?: StdinFeed;
+  stdout?: WritableStream<Uint8Array>;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+/** Most of a command's stderr kept (its end). */
+const STDERR_KEEP = 64 * 1024;
+
+/**
+ * Runs any command and collects its output; a missing binary gives code 127. Streams stdin from
+ * `stdin` and stdout to `stdout` when given (see DockerCallOptions), keeps the last 64 KiB of stderr.
+ */
 export async function runCommand(
   bin: string,
   args: string[],
-  opts: { signal?: AbortSignal; stdin?: StdinFeed; env?: Record<string, string>; cwd?: string } =
-    {},
+  opts: CommandOptions = {},
 ): Promise<RunResult> {
   let child: Deno.ChildProcess;
   try {
@@ -113,17 +141,77 @@ export async function runCommand(
     ? Promise.resolve()
     : typeof stdin === "function"
     ? stdin(child.stdin)
-    : stdin.pipeTo(child.stdin).catch(() => {});
+    : feedStream(stdin, child.stdin);
+  let stdoutError: unknown;
+  const collecting: Promise<string> = opts.stdout
+    ? child.stdout.pipeTo(opts.stdout, { preventClose: true }).then(
+      () => "",
+      (e) => {
+        stdoutError = e;
+        return "";
+      },
+    )
+    : new Response(child.stdout).text();
   // The output is collected whatever the feeder does; its error is raised once the process ended.
-  const [out, fed] = await Promise.allSettled([child.output(), feeding]);
+  const [out, err, status, fed] = await Promise.allSettled([
+    collecting,
+    tailText(child.stderr, STDERR_KEEP),
+    child.status,
+    feeding,
+  ]);
+  if (status.status === "rejected") throw status.reason;
   if (out.status === "rejected") throw out.reason;
+  if (stdoutError) throw stdoutError;
   if (fed.status === "rejected") throw fed.reason;
-  const dec = new TextDecoder();
   return {
-    code: out.value.code,
-    stdout: dec.decode(out.value.stdout),
-    stderr: dec.decode(out.value.stderr),
+    code: status.value.code,
+    stdout: out.value,
+    stderr: err.status === "fulfilled" ? err.value : "",
   };
+}
+
+/**
+ * Copies a stream into a process's stdin. A write that fails means the process closed its stdin
+ * (psql stopping on an error, a killed process): its exit code tells, so that is no error here and
+ * the source is cancelled. A failing source (a file that cannot be read) aborts the process's stdin
+ * (it sees the end of its input) and is raised.
+ */
+async function feedStream(
+  src: ReadableStream<Uint8Array>,
+  dst: WritableStream<Uint8Array>,
+): Promise<void> {
+  const reader = src.getReader();
+  const writer = dst.getWriter();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      try {
+        await writer.write(value);
+      } catch {
+        await reader.cancel().catch(() => {});
+        return;
+      }
+    }
+  } catch (e) {
+    await writer.abort(e).catch(() => {});
+    throw e;
+  }
+  await writer.close().catch(() => {});
+}
+
+/** The end of a byte stream as text, at most `keep` bytes (earlier bytes are dropped as read). */
+async function tailText(stream: ReadableStream<Uint8Array>, keep: number): Promise<string> {
+  let buf = new Uint8Array(0);
+  for await (const chunk of stream) {
+    const merged = new Uint8Array(Math.min(keep, buf.length + chunk.length));
+    const fromChunk = Math.min(chunk.length, merged.length);
+    const fromBuf = merged.length - fromChunk;
+    merged.set(buf.subarray(buf.length - fromBuf), 0);
+    merged.set(chunk.subarray(chunk.length - fromChunk), fromBuf);
+    buf = merged;
+  }
+  return new TextDecoder().decode(buf);
 }
 
 /** The last `n` non-empty lines of a command's output, for error messages. */

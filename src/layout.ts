@@ -73,6 +73,12 @@ export const DEFAULT_DEMO_DIR = ".demo";
 export const DEFAULT_PORTS = [8084, 3001, 9090, 15432, 16379];
 
 export const STATE_JOURNAL = "journal.json";
+/** Database backups (`pg_dump` files), in the state dir. */
+export const DB_BACKUPS_DIR = "db-backups";
+/** How many database backups a successful run keeps (`--keep-backups`). */
+export const DEFAULT_KEEP_BACKUPS = 3;
+/** Cortex's compose service of its database (both release lines). */
+export const DB_SERVICE = "postgres";
 export const STATE_LOCK = "lock";
 export const AUDIT_LOG = "audit.log";
 /** Staging folders are named with this prefix, beside their target, and never seen by Cortex. */

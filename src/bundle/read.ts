@@ -13,6 +13,7 @@ import {
   BUNDLE_JSON,
   BUNDLE_MANIFEST,
   CHECKSUMS_FILE,
+  DB_DUMP,
   HF_CACHE_ARCHIVE,
   IMAGES_JSON,
   MODEL_FILES_ARCHIVE_RE,
@@ -336,6 +337,8 @@ export function describeBundle(
     missing: [...missing].sort(),
     warnings,
     line: "0.1",
+    // The Admin UI's pg_dump, restored on a fresh install (steps/restore_db.ts).
+    ...(format === "admin-ui" && files.has(DB_DUMP) ? { dbDump: DB_DUMP } : {}),
   };
 }
 

@@ -323,6 +323,8 @@ export function describeBundle02(
     problems: problems.sort(sortByPath),
     uncovered: [...uncovered].sort(),
     ...(wheels.length > 0 ? { wheels } : {}),
+    // The Admin UI's pg_dump, restored on a fresh install (steps/restore_db.ts).
+    ...(bundleJson.contents?.db_dump === true && files.has(DB_DUMP) ? { dbDump: DB_DUMP } : {}),
   };
 }
 

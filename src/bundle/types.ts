@@ -152,4 +152,10 @@ export interface Bundle {
   uncovered?: string[];
   /** 0.2 script bundles: files under wheels/ (bundle-relative), for backend/wheels/. */
   wheels?: string[];
+  /**
+   * The database dump a fresh install restores (bundle-relative): an Admin-UI export's
+   * `db/cortex.sql` (0.1), or a 0.2 bundle's when bundle.json says `contents.db_dump`. It is
+   * trusted only through its checksum, like every file.
+   */
+  dbDump?: string;
 }

@@ -10,6 +10,7 @@ import {
   DEFAULT_DEMO_DIR,
   DEFAULT_DEMO_RELEASE,
   DEFAULT_HF_CACHE_DIR,
+  DEFAULT_KEEP_BACKUPS,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
   DEFAULT_STATE_DIR,
@@ -157,6 +158,31 @@ const corsOrigin: FlagSpec = {
   help:
     "Cortex 0.2: the UI's origin(s) the gateway accepts (CORS_ALLOW_ORIGINS, comma-separated, never *); default: the root .env's, else http://<HOST_IP, or localhost>:<FRONTEND_PORT> (shown in the plan)",
 };
+const keepBackups: FlagSpec = {
+  name: "keep-backups",
+  type: "string",
+  arg: "N",
+  help:
+    "database backups kept in db-backups/ of the state dir after a successful run (older ones are deleted; the one a rollback needs is always kept)",
+  default: String(DEFAULT_KEEP_BACKUPS),
+};
+const restoreDb: FlagSpec = {
+  name: "restore-db",
+  type: "boolean",
+  help:
+    "restore the bundle's database dump (db/cortex.sql) even over a database that holds data or was restored before; that database is backed up first",
+};
+const skipDb: FlagSpec = {
+  name: "skip-db",
+  type: "boolean",
+  help:
+    "leave the database alone: no backup before an upgrade, no restore of the bundle's dump (a later rollback cannot restore the database)",
+};
+const rollbackSkipDb: FlagSpec = {
+  name: "skip-db",
+  type: "boolean",
+  help: "roll back images and settings only: the database is neither backed up nor restored",
+};
 
 const installFlags: FlagSpec[] = [
   bundle,
@@ -195,6 +221,9 @@ const installFlags: FlagSpec[] = [
   },
   allowUnlisted,
   noVerify,
+  keepBackups,
+  restoreDb,
+  skipDb,
   yes,
   json,
   { name: "dry-run", type: "boolean", help: "show the plan and change nothing (same as `plan`)" },
@@ -255,9 +284,10 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "rollback",
-    summary: "restore the previous recorded release (images, env files, override) and start it",
+    summary:
+      "restore the previous recorded release (images, env files, override, the database backed up before the upgrade) and start it",
     usage: "cortex-install rollback [flags]",
-    flags: [stateDir, waitTimeout, yes, json, verbose, help],
+    flags: [stateDir, waitTimeout, rollbackSkipDb, keepBackups, yes, json, verbose, help],
   },
   {
     name: "demo",
@@ -354,6 +384,9 @@ function parseFor(command: CommandSpec, args: string[]): Parsed {
   if (values.offline && values.online) {
     throw new UsageError("--offline and --online cannot be used together");
   }
+  if (values["restore-db"] && values["skip-db"]) {
+    throw new UsageError("--restore-db and --skip-db cannot be used together");
+  }
   return { command, values, positionals: [] };
 }
 
@@ -375,9 +408,11 @@ export const EXIT_CODES_HELP = `Exit codes:
   0    ok
   2    usage error (bad flag, or an answer needed with no TTY and no flag)
   3    preflight failed (nothing was changed)
-  4    integrity failed (checksum mismatch, missing or unlisted file, unsafe archive)
+  4    integrity failed (checksum mismatch, missing or unlisted file, unsafe archive, a
+       database dump that is cut or damaged)
   5    Docker failed
-  6    the stack did not become healthy (after an upgrade: rolled back)
+  6    the stack did not become healthy (after an upgrade: rolled back, database restored), or
+       a database restore failed (the host state is said)
   7    failed after the host was changed (what was done is in the journal; re-run to resume)
   130  interrupted (Ctrl-C / SIGTERM; re-run to resume) or declined at the prompt`;
 

@@ -10,7 +10,7 @@ import {
   type InstallPlan,
   type InstallReport,
 } from "../steps/types.ts";
-import { DEFAULT_COMPOSE, DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
+import { DEFAULT_COMPOSE, DEFAULT_KEEP_BACKUPS, DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
 import { COMPOSE_CHOICES, type ComposeChoice } from "../docker.ts";
 import { passwordProblems, readPasswordFile } from "../host/admin.ts";
 import { settings02Lines } from "../host/settings02.ts";
@@ -23,6 +23,17 @@ export function parseWaitTimeout(v: string | undefined): number {
   const n = Number(v ?? DEFAULT_WAIT_TIMEOUT_SEC);
   if (!Number.isInteger(n) || n <= 0) {
     throw new UsageError(`--wait-timeout must be a positive number of seconds, not "${v}"`);
+  }
+  return n;
+}
+
+/** Parses `--keep-backups`: a whole number of backups, 0 or more. */
+export function parseKeepBackups(v: string | undefined): number {
+  const n = Number(v ?? DEFAULT_KEEP_BACKUPS);
+  if (v === "" || !Number.isInteger(n) || n < 0) {
+    throw new UsageError(
+      `--keep-backups must be a whole number of backups (0 or more), not "${v}"`,
+    );
   }
   return n;
 }
@@ -139,6 +150,9 @@ export async function installOptionsFromFlags(
     askAdminPassword: !dryRun && !yes && ctx.interactive
       ? (q) => promptAdminPassword(ctx, q)
       : undefined,
+    keepBackups: parseKeepBackups(str(f["keep-backups"])),
+    restoreDb: f["restore-db"] === true,
+    skipDb: f["skip-db"] === true,
     dryRun,
     argv,
     confirm: async (plan) => {
@@ -235,6 +249,34 @@ export function renderPlan(p: InstallPlan): string {
   for (const m of p.models) {
     l.push(`  ${m.action.padEnd(14)} ${m.name} -> ${m.target} (${formatBytes(m.bytes)})`);
   }
+  const db = p.database;
+  if (db.backup || db.restore || db.notes.length || db.running) l.push("Database:");
+  if (db.running) {
+    l.push(
+      `  running        ${db.running.database} as ${db.running.user} (${
+        formatBytes(db.running.sizeBytes)
+      }${db.running.holdsData ? ", holds data" : ", empty"}${
+        db.running.alembicVersion ? `, alembic ${db.running.alembicVersion}` : ""
+      })`,
+    );
+  }
+  if (db.backup && !db.backup.reuse) {
+    l.push(
+      `  backup         ${db.backup.reason} -> ${db.backup.dir}${
+        db.backup.estimateBytes !== undefined
+          ? ` (up to ${formatBytes(db.backup.estimateBytes)})`
+          : ""
+      }`,
+    );
+  }
+  if (db.restore) {
+    l.push(
+      `  restore        ${db.restore.file} (${formatBytes(db.restore.bytes)})${
+        db.restore.replace ? ", replacing the database after a backup of it" : ""
+      }`,
+    );
+  }
+  for (const n of db.notes) l.push(`  note: ${n}`);
   l.push("Disk:");
   for (const d of p.disk) {
     l.push(
@@ -294,6 +336,24 @@ export function renderReport(r: InstallReport): string {
       }
     }
   }
+  const d = r.database;
+  if (d?.backup) {
+    l.push(
+      `  database backup: ${d.backup.path} (${formatBytes(d.backup.bytes)}${
+        d.backup.reused ? ", taken by the interrupted run" : ""
+      })`,
+    );
+  }
+  if (d?.backupBeforeRestore) {
+    l.push(`  database backed up before --restore-db: ${d.backupBeforeRestore.path}`);
+  }
+  if (d?.restored) {
+    l.push(`  database restored from ${d.restored.path} (${formatBytes(d.restored.bytes)})`);
+  }
+  if (d?.alreadyRestored) {
+    l.push("  database: already holds the bundle's dump (not restored again)");
+  }
+  if (d?.pruned?.length) l.push(`  old database backups removed: ${d.pruned.join(", ")}`);
   const services = (r.stack?.services ?? []) as { name: string; state: string; health?: string }[];
   if (services.length) {
     l.push(`  services: ${services.map((s) => `${s.name} ${s.health ?? s.state}`).join(", ")}`);

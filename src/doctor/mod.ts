@@ -16,6 +16,7 @@ import {
 } from "../docker.ts";
 import { throwIfAborted } from "../errors.ts";
 import {
+  DB_BACKUPS_DIR,
   DEFAULT_HF_CACHE_DIR,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
@@ -99,6 +100,10 @@ export interface DoctorOptions {
    * versions.env VLLM_IMAGE, say).
    */
   preferredEngineRefs?: readonly string[];
+  /** Bytes of database backups this run writes into the state dir. */
+  dbBackupBytes?: number;
+  /** Bytes a database restore writes into Docker's data root (data and WAL). */
+  dbRestoreBytes?: number;
 }
 
 export interface DoctorReport {
@@ -358,6 +363,13 @@ export async function runDoctor(
           bytes = e.imageBytes + e.tempBytes;
         }
         items.push({ what: "docker data root", path: docker.info.rootDir, bytes });
+        if (opts.dbRestoreBytes) {
+          items.push({
+            what: "database restore (data + WAL)",
+            path: docker.info.rootDir,
+            bytes: opts.dbRestoreBytes,
+          });
+        }
       }
       const m = opts.bundle ? await estimateModelBytes(opts.bundle) : { models: 0, hfCache: 0 };
       items.push({
@@ -377,6 +389,13 @@ export async function runDoctor(
         path: opts.stateDir ?? DEFAULT_STATE_DIR,
         bytes: STATE_DIR_BYTES,
       });
+      if (opts.dbBackupBytes) {
+        items.push({
+          what: "database backup",
+          path: `${opts.stateDir ?? DEFAULT_STATE_DIR}/${DB_BACKUPS_DIR}`,
+          bytes: opts.dbBackupBytes,
+        });
+      }
       return await checkDisk(items, d);
     })(),
   ]);

@@ -16,7 +16,7 @@
  */
 import { z } from "zod";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
-import type { DockerRunner } from "./db.ts";
+import type { DockerRunner } from "../docker.ts";
 
 /** What `--model-conflict` accepts (facts §6): what to do when a served name is registered. */
 export const MODEL_CONFLICT_POLICIES = ["skip", "rename", "replace", "error"] as const;
@@ -494,11 +494,11 @@ export function gatewayViewFromInspect(inspect: unknown): GatewayView {
 
 /** `gatewayViewFromInspect` of a running container. */
 export async function gatewayViewFromContainer(
-  run: DockerRunner,
+  docker: DockerRunner,
   container: string,
   signal?: AbortSignal,
 ): Promise<GatewayView> {
-  const r = await run(["inspect", container], { signal });
+  const r = await docker.run(["inspect", container], { signal });
   if (r.code !== 0) {
     throw apiError(
       `Cannot read the gateway container "${container}": docker inspect failed`,

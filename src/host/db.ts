@@ -3,8 +3,8 @@
  * `pg_dump` through the postgres container, restore a dump into an emptied database, tell whether
  * a database already holds data, estimate a dump's size, and keep the last N backups.
  *
- * Every docker call goes through an injected `DockerRunner` (see its doc for the contract), so the
- * steps can wire it to the Context's runner and unit tests can fake it. Nothing here reads a whole
+ * Every docker call goes through the Docker seam (src/docker.ts): the steps pass `ctx.docker`, unit
+ * tests the scripted engine (test/support/scripted_docker.ts) or a fake. Nothing here reads a whole
  * dump into memory: a backup streams pg_dump's stdout to a file, a restore streams the file to
  * psql's stdin, both through fixed-size chunks.
  *
@@ -18,114 +18,11 @@
  * each restore costs a second dump. The transaction needs neither.)
  */
 import { createSha256 } from "../hash.ts";
-import type { RunResult } from "../docker.ts";
+import type { DockerRunner, RunResult } from "../docker.ts";
 import { ExitCode, InstallError, InterruptedError } from "../errors.ts";
 import { DUMP_COMPLETE_LINE, DumpFilter, tailShowsComplete } from "./sqldump.ts";
 
-export type { RunResult };
-
-/** What one docker CLI call may stream, beyond its arguments. */
-export interface DockerCall {
-  /** Streamed to the command's stdin, which is closed when the stream ends. */
-  stdin?: ReadableStream<Uint8Array>;
-  /**
-   * The command's stdout is piped here (with backpressure) instead of being collected; the result's
-   * `stdout` is then "". The runner does not close it.
-   */
-  stdout?: WritableStream<Uint8Array>;
-  /**
-   * Variables added to the docker CLI's own environment. Used for secrets: `docker exec -e NAME`
-   * (no `=value`) takes the value from there, so it never appears in argv (`ps` shows argv).
-   */
-  env?: Record<string, string>;
-  signal?: AbortSignal;
-}
-
-/**
- * Runs `docker ...args`. The contract db.ts needs from the Context's runner:
- * - resolves with the exit code and the collected stderr (and stdout unless `call.stdout`); a
- *   non-zero exit is a result, not a throw; a missing docker binary is code 127;
- * - `call.stdin` is piped to the child (the child exiting early is not an error: its code says);
- * - `call.stdout` receives the child's stdout; if writing there fails (disk full), the child's
- *   stdout is cancelled (the child gets SIGPIPE) and the runner rejects with that write error
- *   once the child has exited;
- * - `call.signal` (or the runner's own) kills the child; the runner then resolves with its code.
- * - stderr may be truncated to its end (the messages that matter are last).
- */
-export type DockerRunner = (args: string[], call?: DockerCall) => Promise<RunResult>;
-
-/** Most stderr kept from one command (its end). */
-const STDERR_KEEP = 64 * 1024;
-
-/**
- * The default `DockerRunner`: spawns the docker CLI (`bin`, default `docker` on PATH) with the
- * streaming the contract above describes. `signal` aborts every call.
- */
-export function spawnDockerRunner(o: { bin?: string; signal?: AbortSignal } = {}): DockerRunner {
-  const bin = o.bin ?? "docker";
-  return async (args, call = {}) => {
-    const signals = [o.signal, call.signal].filter((s): s is AbortSignal => !!s);
-    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command(bin, {
-        args,
-        stdin: call.stdin ? "piped" : "null",
-        stdout: "piped",
-        stderr: "piped",
-        env: call.env,
-        signal,
-      }).spawn();
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        return { code: 127, stdout: "", stderr: `${bin}: command not found` };
-      }
-      throw e;
-    }
-    let stdinError: unknown;
-    const feeding = call.stdin
-      ? call.stdin.pipeTo(child.stdin).catch((e) => {
-        // The child closing its stdin early (psql stopping on an error) is told by its exit code.
-        if (!(e instanceof Deno.errors.BrokenPipe) && !(e instanceof Deno.errors.ConnectionReset)) {
-          stdinError = e;
-        }
-      })
-      : Promise.resolve();
-    let stdoutError: unknown;
-    const stdoutP: Promise<string> = call.stdout
-      ? child.stdout.pipeTo(call.stdout, { preventClose: true }).then(
-        () => "",
-        (e) => {
-          stdoutError = e;
-          return "";
-        },
-      )
-      : new Response(child.stdout).text();
-    const [stdout, stderr, status] = await Promise.all([
-      stdoutP,
-      tailText(child.stderr, STDERR_KEEP),
-      child.status,
-      feeding,
-    ]);
-    if (stdoutError) throw stdoutError;
-    if (stdinError) throw stdinError;
-    return { code: status.code, stdout, stderr };
-  };
-}
-
-/** The end of a byte stream as text, at most `keep` bytes (earlier bytes are dropped as read). */
-async function tailText(stream: ReadableStream<Uint8Array>, keep: number): Promise<string> {
-  let buf = new Uint8Array(0);
-  for await (const chunk of stream) {
-    const merged = new Uint8Array(Math.min(keep, buf.length + chunk.length));
-    const fromChunk = Math.min(chunk.length, merged.length);
-    const fromBuf = merged.length - fromChunk;
-    merged.set(buf.subarray(buf.length - fromBuf), 0);
-    merged.set(chunk.subarray(chunk.length - fromChunk), fromBuf);
-    buf = merged;
-  }
-  return new TextDecoder().decode(buf);
-}
+export type { DockerRunner, RunResult };
 
 /** Where the database is and who to connect as. */
 export interface PgTarget {
@@ -160,11 +57,13 @@ export function pgTargetFromEnv(container: string, env: string[]): PgTarget {
 
 /** `pgTargetFromEnv` of a running container (`docker inspect`). Throws when it is absent. */
 export async function pgTargetFromContainer(
-  run: DockerRunner,
+  docker: DockerRunner,
   container: string,
   signal?: AbortSignal,
 ): Promise<PgTarget> {
-  const r = await run(["inspect", "--format", "{{json .Config.Env}}", container], { signal });
+  const r = await docker.run(["inspect", "--format", "{{json .Config.Env}}", container], {
+    signal,
+  });
   if (r.code !== 0) {
     throw dbError(
       `Cannot read the settings of the postgres container "${container}": docker inspect failed`,
@@ -181,12 +80,12 @@ export async function pgTargetFromContainer(
  * compose's labels (works for Compose v1 and v2), or undefined when none runs.
  */
 export async function findServiceContainer(
-  run: DockerRunner,
+  docker: DockerRunner,
   project: string,
   service = "postgres",
   signal?: AbortSignal,
 ): Promise<string | undefined> {
-  const r = await run([
+  const r = await docker.run([
     "ps",
     "-q",
     "--filter",
@@ -237,11 +136,11 @@ function lastLines(text: string, n = 12): string {
 
 /** Whether the server accepts connections (`pg_isready` in the container). */
 export async function pgIsReady(
-  run: DockerRunner,
+  docker: DockerRunner,
   t: PgTarget,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const r = await run(
+  const r = await docker.run(
     [...execArgs(t, false), "pg_isready", "-q", "--username", t.user, "--dbname", t.database],
     { env: secretEnv(t), signal },
   );
@@ -261,6 +160,8 @@ export interface DatabaseInfo {
   alembicVersion: string | null;
   /** Whether any table other than alembic_version has a row: a restore would overwrite data. */
   holdsData: boolean;
+  /** The SHA-256 of the dump restoreDatabase last restored here, from the database's comment. */
+  restoredSha256?: string;
 }
 
 const INSPECT_SQL = `
@@ -280,7 +181,9 @@ SELECT json_build_object(
   ) s),
   'alembic', CASE WHEN to_regclass('public.alembic_version') IS NULL THEN NULL ELSE
     (xpath('/row/v/text()', query_to_xml(
-      'SELECT version_num AS v FROM public.alembic_version LIMIT 1', false, true, '')))[1]::text END
+      'SELECT version_num AS v FROM public.alembic_version LIMIT 1', false, true, '')))[1]::text END,
+  'comment', shobj_description((SELECT oid FROM pg_database WHERE datname = current_database()),
+    'pg_database')
 )`;
 
 /**
@@ -288,11 +191,11 @@ SELECT json_build_object(
  * table is probed with `EXISTS`, never counted), so it is cheap on a large database.
  */
 export async function inspectDatabase(
-  run: DockerRunner,
+  docker: DockerRunner,
   t: PgTarget,
   signal?: AbortSignal,
 ): Promise<DatabaseInfo> {
-  const r = await run(
+  const r = await docker.run(
     [...execArgs(t, false), ...psqlArgs(t), "-q", "-At", "-c", INSPECT_SQL],
     { env: secretEnv(t), signal },
   );
@@ -310,8 +213,12 @@ export async function inspectDatabase(
     tables: number;
     non_empty: string[];
     alembic: string | null;
+    comment: string | null;
   };
   const nonEmpty = j.non_empty ?? [];
+  const mark = j.comment?.startsWith(MARKER_PREFIX)
+    ? j.comment.slice(MARKER_PREFIX.length).trim()
+    : undefined;
   return {
     sizeBytes: Number(j.size),
     serverVersion: j.version,
@@ -319,6 +226,7 @@ export async function inspectDatabase(
     nonEmptyTables: nonEmpty,
     alembicVersion: j.alembic,
     holdsData: nonEmpty.some((x) => x !== "public.alembic_version"),
+    ...(mark && /^[0-9a-f]{64}$/.test(mark) ? { restoredSha256: mark } : {}),
   };
 }
 
@@ -328,11 +236,11 @@ export async function inspectDatabase(
  * indexes, no free space), so this errs on the safe side.
  */
 export async function estimateDumpBytes(
-  run: DockerRunner,
+  docker: DockerRunner,
   t: PgTarget,
   signal?: AbortSignal,
 ): Promise<number> {
-  return (await inspectDatabase(run, t, signal)).sizeBytes;
+  return (await inspectDatabase(docker, t, signal)).sizeBytes;
 }
 
 /** A backup file written by `backupDatabase`. */
@@ -380,7 +288,7 @@ function stamp(d: Date): string {
  * InstallError (step "database", exit 3: a failed backup stops the upgrade before anything changed).
  */
 export async function backupDatabase(
-  run: DockerRunner,
+  docker: DockerRunner,
   t: PgTarget,
   o: BackupOptions,
 ): Promise<Backup> {
@@ -432,7 +340,7 @@ export async function backupDatabase(
     });
     let r: RunResult;
     try {
-      r = await run(
+      r = await docker.run(
         [
           ...execArgs(t, false),
           "pg_dump",
@@ -564,6 +472,19 @@ export interface RestoreResult {
 /** What psql prints after the COMMIT went through (the only proof the restore was committed). */
 const COMMITTED = "cit-restore-committed";
 
+/** The database's comment after a restore: which dump it holds (see DatabaseInfo.restoredSha256). */
+const MARKER_PREFIX = "cortex-install: restored from a dump with sha256 ";
+
+/**
+ * Marks the database with the restored dump's SHA-256 (its comment), in the restore's transaction:
+ * a re-run after a crash right after COMMIT can tell the dump is already there. A user who does not
+ * own the database cannot comment it: the restore goes on without the mark.
+ */
+function markerSql(sha256: string): string {
+  return "DO $cit$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', current_database(), " +
+    `'${MARKER_PREFIX}${sha256}'); EXCEPTION WHEN insufficient_privilege THEN NULL; END $cit$;\n`;
+}
+
 /** One line (psql's line 1), so line N+1 of psql's input is line N of the dump. */
 function prelude(lockTimeoutMs: number): string {
   return [
@@ -594,7 +515,7 @@ function prelude(lockTimeoutMs: number): string {
  * left as it was. Stop the gateway first: it holds locks the emptying waits for.
  */
 export async function restoreDatabase(
-  run: DockerRunner,
+  docker: DockerRunner,
   t: PgTarget,
   dumpPath: string,
   o: RestoreOptions = {},
@@ -649,7 +570,11 @@ export async function restoreDatabase(
     }
     // Inside unfinished COPY data, end it first so psql reads the ROLLBACK as a command.
     if (filter.stats.endedInCopy) c.enqueue(enc.encode("\n\\.\n"));
-    c.enqueue(enc.encode(verdict.commit ? `COMMIT;\n\\echo ${COMMITTED}\n` : "ROLLBACK;\n"));
+    c.enqueue(
+      enc.encode(
+        verdict.commit ? `${markerSql(sha256)}COMMIT;\n\\echo ${COMMITTED}\n` : "ROLLBACK;\n",
+      ),
+    );
     c.close();
   };
   const source = new ReadableStream<Uint8Array>({
@@ -678,7 +603,7 @@ export async function restoreDatabase(
   });
   let r: RunResult;
   try {
-    r = await run(
+    r = await docker.run(
       [...execArgs(t, true), ...psqlArgs(t), "-q", "-o", "/dev/null", "-f", "-"],
       { stdin: source, env: secretEnv(t), signal: o.signal },
     );

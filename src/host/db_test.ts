@@ -3,7 +3,6 @@ import { sha256Hex } from "../hash.ts";
 import { InstallError, InterruptedError } from "../errors.ts";
 import {
   backupDatabase,
-  type DockerCall,
   type DockerRunner,
   listBackups,
   pgTargetFromEnv,
@@ -12,8 +11,8 @@ import {
   psqlError,
   restoreDatabase,
   type RunResult,
-  spawnDockerRunner,
 } from "./db.ts";
+import type { DockerCallOptions } from "../docker.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -39,25 +38,31 @@ function fakeRunner(
   answer: (args: string[], stdin: string) => Partial<RunResult> & { stream?: string[] },
 ): { run: DockerRunner; calls: Call[] } {
   const calls: Call[] = [];
-  const run: DockerRunner = async (args: string[], call: DockerCall = {}) => {
-    const c: Call = { args, env: call.env };
-    calls.push(c);
-    let stdin = "";
-    if (call.stdin) {
-      c.maxChunk = 0;
-      for await (const chunk of call.stdin) {
-        c.maxChunk = Math.max(c.maxChunk, chunk.length);
-        stdin += dec.decode(chunk, { stream: true });
+  const run: DockerRunner = {
+    run: async (args: string[], call: DockerCallOptions = {}) => {
+      const c: Call = { args, env: call.env };
+      calls.push(c);
+      let stdin = "";
+      if (call.stdin && typeof call.stdin !== "function") {
+        c.maxChunk = 0;
+        for await (const chunk of call.stdin) {
+          c.maxChunk = Math.max(c.maxChunk, chunk.length);
+          stdin += dec.decode(chunk, { stream: true });
+        }
+        c.stdin = stdin;
       }
-      c.stdin = stdin;
-    }
-    const a = answer(args, stdin);
-    if (call.stdout && a.stream) {
-      const w = call.stdout.getWriter();
-      for (const s of a.stream) await w.write(enc.encode(s));
-      w.releaseLock();
-    }
-    return { code: a.code ?? 0, stdout: call.stdout ? "" : a.stdout ?? "", stderr: a.stderr ?? "" };
+      const a = answer(args, stdin);
+      if (call.stdout && a.stream) {
+        const w = call.stdout.getWriter();
+        for (const s of a.stream) await w.write(enc.encode(s));
+        w.releaseLock();
+      }
+      return {
+        code: a.code ?? 0,
+        stdout: call.stdout ? "" : a.stdout ?? "",
+        stderr: a.stderr ?? "",
+      };
+    },
   };
   return { run, calls };
 }
@@ -142,20 +147,24 @@ Deno.test("backupDatabase() refuses an unwritable backup dir before running pg_d
 Deno.test("backupDatabase() removes the partial file when writing fails or is interrupted", async () => {
   const dir = await tempDir();
   try {
-    const failing: DockerRunner = async (_args, call) => {
-      const w = call!.stdout!.getWriter();
-      await w.write(enc.encode("-- partial"));
-      throw new Error("No space left on device (os error 28)");
+    const failing: DockerRunner = {
+      run: async (_args, call) => {
+        const w = call!.stdout!.getWriter();
+        await w.write(enc.encode("-- partial"));
+        throw new Error("No space left on device (os error 28)");
+      },
     };
     const e = await assertRejects(() => backupDatabase(failing, target, { dir }), InstallError);
     assertMatch(e.message, /No space left on device/);
     assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), []);
     const ac = new AbortController();
-    const aborted: DockerRunner = async (_args, call) => {
-      const w = call!.stdout!.getWriter();
-      await w.write(enc.encode("-- partial"));
-      ac.abort();
-      return { code: 143, stdout: "", stderr: "" };
+    const aborted: DockerRunner = {
+      run: async (_args, call) => {
+        const w = call!.stdout!.getWriter();
+        await w.write(enc.encode("-- partial"));
+        ac.abort();
+        return { code: 143, stdout: "", stderr: "" };
+      },
     };
     await assertRejects(
       () => backupDatabase(aborted, target, { dir, signal: ac.signal }),
@@ -372,46 +381,4 @@ Deno.test("pruneBackups() removes old backups with their sha256 and crashed part
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("spawnDockerRunner() streams stdin to stdout without collecting, keeps stderr's end", async () => {
-  const run = spawnDockerRunner({ bin: "/bin/sh" });
-  const total = 8 * 1024 * 1024;
-  let sent = 0;
-  const source = new ReadableStream<Uint8Array>({
-    pull(c) {
-      if (sent >= total) return c.close();
-      const chunk = new Uint8Array(64 * 1024).fill(0x61);
-      sent += chunk.length;
-      c.enqueue(chunk);
-    },
-  });
-  let received = 0;
-  const sink = new WritableStream<Uint8Array>({ write: (c) => void (received += c.length) });
-  const r = await run([
-    "-c",
-    'cat; head -c 200000 /dev/zero | tr "\\0" e >&2; echo "$PGPASSWORD" >&2',
-  ], {
-    stdin: source,
-    stdout: sink,
-    env: { PGPASSWORD: SECRET },
-  });
-  assertEquals(r.code, 0);
-  assertEquals(received, total);
-  assertEquals(r.stdout, "");
-  assert(r.stderr.length <= 64 * 1024, `stderr kept ${r.stderr.length} bytes`);
-  assert(r.stderr.endsWith(`${SECRET}\n`), "the end of stderr was lost");
-  const missing = await spawnDockerRunner({ bin: "/nonexistent/docker" })(["ps"]);
-  assertEquals(missing.code, 127);
-});
-
-Deno.test("spawnDockerRunner() rejects with the sink's error and ends the child", async () => {
-  const run = spawnDockerRunner({ bin: "/bin/sh" });
-  const sink = new WritableStream<Uint8Array>({
-    write: () => {
-      throw new Error("No space left on device (os error 28)");
-    },
-  });
-  // `yes` never ends by itself: this test would hang if the child were not ended.
-  await assertRejects(() => run(["-c", "yes"], { stdout: sink }), Error, "No space left");
 });

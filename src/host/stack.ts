@@ -737,27 +737,31 @@ async function startAndWait(
   ctx: Context,
   opts: StackOptions,
   recreate?: string[],
+  waitOnlyFor?: string[],
 ): Promise<StackResult> {
   const p = await prepare(ctx, opts);
   try {
     const services = await resolveServices(ctx, p);
-    const names = services.map((s) => s.name);
+    const all = services.map((s) => s.name);
+    const names = waitOnlyFor ?? all;
     if (recreate) {
-      const unknown = recreate.filter((s) => !names.includes(s));
+      const unknown = recreate.filter((s) => !all.includes(s));
       if (unknown.length > 0) {
         throw stackError(
           `Cannot recreate service${unknown.length > 1 ? "s" : ""} ${
             unknown.map((s) => `"${s}"`).join(", ")
           }: not in the compose files`,
-          `Services: ${names.join(", ")}`,
+          `Services: ${all.join(", ")}`,
         );
       }
     }
     await checkImages(ctx, recreate ? services.filter((s) => recreate.includes(s.name)) : services);
     ctx.log.info(
-      recreate
+      waitOnlyFor
+        ? `Starting ${waitOnlyFor.join(", ")} alone (${composeName(p.cli)})`
+        : recreate
         ? `Recreating ${recreate.join(", ")} (${composeName(p.cli)})`
-        : `Starting the stack "${p.target.project}": ${names.join(", ")} (${composeName(p.cli)})`,
+        : `Starting the stack "${p.target.project}": ${all.join(", ")} (${composeName(p.cli)})`,
     );
     await up(ctx, p, upArgs(p.cli, recreate ?? [], recreate !== undefined));
     const baseline = await baselineOf(ctx, p.target.project);
@@ -796,6 +800,64 @@ export async function recreateServices(
 ): Promise<StackResult> {
   if (services.length === 0) return await startAndWait(ctx, opts);
   return await startAndWait(ctx, opts, services);
+}
+
+/**
+ * Starts only `services` (`up -d --no-build --no-deps <services>`: created, or recreated when
+ * their image or settings changed) and waits until they alone are up, healthy where they have a
+ * healthcheck; every other service is left as it is. Before a database restore or backup:
+ * postgres alone, so that no gateway starts on a database about to be replaced.
+ */
+export async function startServices(
+  ctx: Context,
+  opts: StackOptions,
+  services: string[],
+): Promise<StackResult> {
+  return await startAndWait(ctx, opts, services, services);
+}
+
+/**
+ * Stops (`docker stop`, containers kept) every running container of the project except those of
+ * the `keep` services; returns the containers stopped, for `startContainers` to start them again.
+ */
+export async function stopServicesExcept(
+  ctx: Context,
+  project: string,
+  keep: string[],
+): Promise<ContainerState[]> {
+  const stop = (await listContainers(ctx, project)).filter((c) =>
+    !c.oneoff && c.status === "running" && !keep.includes(c.service)
+  );
+  if (stop.length === 0) return [];
+  ctx.log.info(`Stopping ${stop.map((c) => c.name).join(", ")}`);
+  const r = await ctx.docker.run(["stop", ...stop.map((c) => c.id)]);
+  throwIfAborted(ctx.signal);
+  if (r.code !== 0) {
+    throw stackError(
+      `Cannot stop ${stop.map((c) => c.name).join(", ")}: docker stop failed`,
+      undefined,
+      tail(r.stderr),
+    );
+  }
+  return stop;
+}
+
+/**
+ * `docker start` of containers stopped by `stopServicesExcept` (after a failure: the host as it
+ * was). Not abortable (cleanup); returns the names that did not start.
+ */
+export async function startContainers(ctx: Context, cs: ContainerState[]): Promise<string[]> {
+  if (cs.length === 0) return [];
+  const r = await ctx.docker.run(["start", ...cs.map((c) => c.id)], { signal: null });
+  if (r.code === 0) return [];
+  const failed: string[] = [];
+  for (const c of cs) {
+    const i = await ctx.docker.run(["inspect", "--format", "{{.State.Running}}", c.id], {
+      signal: null,
+    });
+    if (i.stdout.trim() !== "true") failed.push(c.name);
+  }
+  return failed;
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Context } from "../context.ts";
 import { AUDIT_LOG } from "../layout.ts";
 import { redactArgs } from "./redact.ts";
 import { writeAll } from "../fsutil.ts";
+import { DbEventSchema } from "./journal.ts";
 
 /** What was found for one artifact (a bundle file or an image). */
 export const VerdictSchema = z.object({
@@ -43,6 +44,8 @@ export const AuditEntrySchema = z.object({
   bundleDigest: z.string().optional(),
   release: z.string().optional(),
   artifacts: z.array(VerdictSchema).default([]),
+  /** Database backups taken and dumps restored by the run (file, size, SHA-256). */
+  database: z.array(DbEventSchema).optional(),
   outcome: z.enum(["ok", "failed", "interrupted"]),
   exitCode: z.number().int().optional(),
   durationMs: z.number().nonnegative(),

@@ -36,6 +36,43 @@ export const EnvFileSchema = z.object({
   backup: z.string().optional(),
 });
 
+/**
+ * A database backup (a `pg_dump` file written by backupDatabase): what a rollback restores.
+ */
+export const DbBackupSchema = z.object({
+  /** Absolute path of the dump (its `.sha256` lies beside it). */
+  path: z.string(),
+  bytes: z.number().int().nonnegative(),
+  sha256: sha256Hex,
+  /** The database and user it was dumped from (the postgres container's settings). */
+  database: z.string(),
+  user: z.string(),
+  takenAt: z.string(),
+  durationMs: z.number().nonnegative(),
+  /** Why it was taken, for people: "before the upgrade to 0.1.2". */
+  reason: z.string(),
+  /** The bundle digest of the upgrade it was taken before, when it was. */
+  forBundle: z.string().optional(),
+});
+export type DbBackup = z.infer<typeof DbBackupSchema>;
+
+/** One thing done to the database: a backup taken or a dump restored (journal and audit log). */
+export const DbEventSchema = z.object({
+  kind: z.enum(["backup", "restore"]),
+  /** For people: "before the upgrade to 0.1.2", "rollback to 0.1.1", "db/cortex.sql of the bundle". */
+  reason: z.string(),
+  /** The file written (backup) or read (restore), absolute. */
+  path: z.string(),
+  bytes: z.number().int().nonnegative(),
+  sha256: sha256Hex,
+  database: z.string(),
+  at: z.string(),
+  durationMs: z.number().nonnegative(),
+  /** The bundle the run installed, when a run of install did it. */
+  bundleDigest: z.string().optional(),
+});
+export type DbEvent = z.infer<typeof DbEventSchema>;
+
 /** One install (or attempt) of a release, kept in history (newest last). */
 export const ReleaseSchema = z.object({
   /** Cortex version of the bundle, e.g. "0.1.1" ("unknown" when the bundle does not say). */
@@ -53,6 +90,11 @@ export const ReleaseSchema = z.object({
   /** The compose override file written, when any (absolute path). */
   override: z.string().optional(),
   outcome: z.enum(["installed", "rolled-back", "failed"]),
+  /**
+   * The backup of the database as this release ran it, taken when an upgrade left it: what a
+   * rollback to this release restores (the newest such backup; an earlier one is replaced).
+   */
+  dbBackup: DbBackupSchema.optional(),
   /**
    * The install's inputs other than the bundle (dirs, compose file, project, profiles, forced
    * network, manifest): a re-run with other inputs is not a no-op.
@@ -119,6 +161,7 @@ export type LastRun = z.infer<typeof LastRunSchema>;
  * - `loaded`: image refs loaded or found, with their image IDs.
  * - `models`: seeded model folders by target path.
  * - `lastRun`: the last finished run.
+ * - `database`: backups taken and dumps restored (a dump restored once is not restored again).
  */
 export const JournalSchema = z.object({
   version: z.literal(1),
@@ -129,6 +172,8 @@ export const JournalSchema = z.object({
   loaded: z.record(z.string(), z.string()),
   models: z.record(z.string(), ModelRecordSchema),
   lastRun: LastRunSchema.optional(),
+  /** Backups taken and dumps restored, newest last (the last DB_EVENTS_KEPT). */
+  database: z.object({ events: z.array(DbEventSchema) }).optional(),
 });
 export type Journal = z.infer<typeof JournalSchema>;
 
@@ -393,4 +438,29 @@ export function recordLoaded(j: Journal, ref: string, imageId: string): Journal 
 export function recordModel(j: Journal, target: string, m: ModelRecord): Journal {
   j.models[target] = m;
   return j;
+}
+
+// ---- the database ----
+
+/** How many database events the journal keeps (the audit log keeps every one). */
+export const DB_EVENTS_KEPT = 50;
+
+/** Records a backup or restore (the oldest beyond DB_EVENTS_KEPT are dropped). */
+export function recordDbEvent(j: Journal, e: DbEvent): Journal {
+  j.database ??= { events: [] };
+  j.database.events.push(e);
+  if (j.database.events.length > DB_EVENTS_KEPT) {
+    j.database.events.splice(0, j.database.events.length - DB_EVENTS_KEPT);
+  }
+  return j;
+}
+
+/** The newest event of a kind, if any. */
+export function lastDbEvent(j: Journal, kind: DbEvent["kind"]): DbEvent | undefined {
+  return j.database?.events.findLast((e) => e.kind === kind);
+}
+
+/** The newest restore of a file with this SHA-256, if one is recorded. */
+export function restoreOf(j: Journal, sha256: string): DbEvent | undefined {
+  return j.database?.events.findLast((e) => e.kind === "restore" && e.sha256 === sha256);
 }

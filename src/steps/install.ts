@@ -2,7 +2,8 @@
  * `install`: from a bundle to a healthy Cortex stack.
  *
  *   lock + journal -> quick re-run? -> preflight (nothing written) -> confirm ->
- *   runSteps(INSTALL_STEPS): verify -> load -> retag -> models -> settings -> stack -> finish
+ *   runSteps(INSTALL_STEPS): verify -> backup -> load -> retag -> models -> settings ->
+ *   database -> stack -> prune old backups -> finish
  *
  * Every input is read and validated, and the whole plan computed, before the first write. The
  * journal in the state dir records each step so that a re-run of an unchanged install does no
@@ -16,11 +17,14 @@ import { BUNDLE_JSON, BUNDLE_MANIFEST } from "../layout.ts";
 import { ExitCode, InstallError, UsageError } from "../errors.ts";
 import {
   currentRelease,
+  type DbEvent,
   finishRun,
   type Journal,
+  previousRelease,
   readJournal,
   writeJournal,
 } from "../state/journal.ts";
+import { pruneAfterRun } from "../host/database.ts";
 import { acquireLock, type StateLock } from "../state/lock.ts";
 import { auditRun, type Verdict } from "../state/audit.ts";
 import { preflight } from "./preflight.ts";
@@ -49,6 +53,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
   let digest: string | undefined;
   let releaseName: string | undefined;
   const verdicts: Verdict[] = [];
+  const dbEvents: DbEvent[] = [];
   const end = (outcome: "ok" | "failed" | "interrupted", exitCode: number, error?: unknown) =>
     finish(ctx, o, journal!, {
       digest,
@@ -58,6 +63,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
       started,
       t0,
       verdicts,
+      dbEvents,
       error,
     });
   try {
@@ -118,6 +124,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
       prepared,
       journal,
       verdicts,
+      dbEvents,
       previous: plan.upgrade ? currentRelease(journal) : undefined,
       report: {
         command: "install",
@@ -131,6 +138,14 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
       },
     };
     await runSteps(run);
+    // Old database backups go once the run succeeded; never the one a rollback would need.
+    const pruned = await pruneAfterRun(
+      ctx,
+      o.stateDir,
+      o.keepBackups,
+      previousRelease(journal)?.release,
+    );
+    if (pruned.length) run.report.database = { ...run.report.database, pruned };
     await end("ok", 0);
     durations.total = Math.round(performance.now() - t0);
     return run.report;
@@ -165,6 +180,7 @@ async function finish(
     started: Date;
     t0: number;
     verdicts: Verdict[];
+    dbEvents: DbEvent[];
     error?: unknown;
   },
 ): Promise<void> {
@@ -186,6 +202,7 @@ async function finish(
     bundleDigest: r.digest,
     release: r.release,
     artifacts: r.verdicts,
+    ...(r.dbEvents.length ? { database: r.dbEvents } : {}),
     outcome: r.outcome,
     exitCode: r.exitCode,
     durationMs: Math.round(performance.now() - r.t0),

@@ -9,6 +9,8 @@ import { ExitCode, InstallError, UsageError } from "../errors.ts";
 import { COMPOSE_OVERRIDE } from "../layout.ts";
 import { currentRelease, readJournal } from "../state/journal.ts";
 import { readAudit } from "../state/audit.ts";
+import { sha256Hex } from "../hash.ts";
+import { basename } from "node:path";
 
 Deno.test("compareReleases() orders Cortex versions numerically", async (t) => {
   const cases: [string, string, number][] = [
@@ -69,8 +71,11 @@ async function withWorld(fn: (w: UnitWorld) => Promise<void>): Promise<void> {
 /** The calls that change the engine (load, tag, rmi, compose up/down), in order. */
 function writes(d: ScriptedDocker): string[] {
   return d.lines().filter((l) =>
-    /^docker (load|tag|rmi)\b/.test(l) || / (up|down)\b/.test(l) && l.startsWith("docker compose")
-  ).map((l) => l.replace(/ --project-name .* (up|down)\b/, " … $1"));
+    /^docker (load|tag|rmi|stop|start)\b/.test(l) ||
+    / (up|down)\b/.test(l) && l.startsWith("docker compose")
+  ).map((l) =>
+    l.replace(/ --project-name .* (up|down)\b/, " … $1").replace(/^(docker (stop|start)) .*/, "$1")
+  );
 }
 
 seamTest(
@@ -210,8 +215,17 @@ seamTest(
   async (w) => {
     const r1 = await w.release("1.0.0", w.images("1"));
     const r2 = await w.release("1.1.0", w.images("2"));
-    const docker = new ScriptedDocker();
+    // The new gateway changes the database as it starts (a migration) and never gets healthy.
+    const docker: ScriptedDocker = new ScriptedDocker({
+      onStart: (c) => {
+        if (c.imageId === r2.tars[0].imageId) {
+          docker.database(c.project).lines = ["INSERT INTO public.schema VALUES (2);"];
+        }
+      },
+    });
     await runInstall(w.context(docker), w.options(r1));
+    const rows = ["INSERT INTO public.schema VALUES (1);", "INSERT INTO public.users VALUES (7);"];
+    docker.database(w.prefix).lines = [...rows];
     const env1 = await Deno.readTextFile(`${w.cortexDir}/backend/.env`);
     assertMatch(env1, /\nCIT_RELEASE=1\.0\.0\n/);
     docker.neverHealthy.add(r2.tars[0].imageId);
@@ -221,7 +235,7 @@ seamTest(
     const e = await assertRejects(
       () => runInstall(w.context(docker), w.options(r2, { waitTimeoutSec: 20 })),
       InstallError,
-      "The host was rolled back to Cortex 1.0.0, which is healthy",
+      "The host was rolled back to Cortex 1.0.0, its database restored from",
     );
     assertEquals(e.exitCode, ExitCode.Stack);
     assertMatch(e.message, /service "gateway" is not up after 20 s: health: starting/);
@@ -232,12 +246,23 @@ seamTest(
       // The new postgres:16 wins over the old release's postgres:latest in the engine.
       `docker tag ${w.prefix}/postgres:16 ${w.prefix}/postgres:latest`,
       "docker compose … up -d --no-build --pull never",
-      // The rollback: the previous release's image IDs under their refs, then its stack.
+      // The rollback: everything but postgres stopped, the previous release's image IDs under
+      // their refs, its postgres alone (the restore), then its stack.
+      "docker stop",
       `docker tag ${gw1.imageId} ${w.prefix}/cortex-gateway:1`,
       `docker tag ${pg1.imageId} ${w.prefix}/postgres:16`,
       `docker tag ${pg1.imageId} ${w.prefix}/postgres:latest`,
+      "docker compose … up -d --no-build --pull never --no-deps postgres",
       "docker compose … up -d --no-build --pull never",
     ]);
+    // The database as it was before the upgrade: the backup taken first, restored after.
+    const db = docker.database(w.prefix);
+    assertEquals(db.lines, rows);
+    assertEquals([db.dumps, db.restores], [1, 1]);
+    // The backup was taken before anything changed: before the first load.
+    const order = docker.lines();
+    const dumpAt = order.findIndex((l) => / pg_dump /.test(l));
+    assert(dumpAt >= 0 && dumpAt < order.findIndex((l) => l === "docker load"), "dump first");
     // The wait is bounded by the clock, not by real time: it slept 20 s of fake time in all.
     const slept = w.clock.sleeps.slice(slept0);
     assertEquals(slept.reduce((s, ms) => s + ms, 0), 20_000);
@@ -256,6 +281,21 @@ seamTest(
     assertEquals(currentRelease(j)?.release, "1.0.0");
     assertEquals([j.lastRun?.outcome, j.lastRun?.exitCode], ["failed", ExitCode.Stack]);
     assertEquals(j.inProgress?.steps.stack, "running");
+    // The backup is recorded on the release returned to, for the upgrade it preceded; the journal
+    // and the audit log say what was backed up and restored.
+    const b = j.releases[0].dbBackup!;
+    assertEquals(b.forBundle, j.releases[1].bundleDigest);
+    assertEquals(b.sha256, sha256Hex(await Deno.readFile(b.path)));
+    assertEquals(await Deno.readTextFile(`${b.path}.sha256`), `${b.sha256}  ${basename(b.path)}\n`);
+    assertEquals(j.database?.events.map((x) => [x.kind, x.sha256]), [
+      ["backup", b.sha256],
+      ["restore", b.sha256],
+    ]);
+    const audit = (await readAudit(w.stateDir)).entries.at(-1)!;
+    assertEquals(audit.database?.map((x) => [x.kind, x.path]), [
+      ["backup", b.path],
+      ["restore", b.path],
+    ]);
   },
 );
 

@@ -44,6 +44,7 @@ import { envRecord, parseEnv } from "../host/dotenv.ts";
 import { validateCompose } from "../host/stack.ts";
 import { planWheels } from "../host/wheels.ts";
 import { planModels } from "../host/models/plan.ts";
+import { planDatabase } from "../host/database.ts";
 import {
   engineChains,
   engineImages,
@@ -225,6 +226,21 @@ export async function preflight(
   }
 
   const preferred = preferredEngineRefs(checkout?.values ?? {});
+  // The database: a backup before an upgrade, the bundle's dump on a fresh install (what and why).
+  const database = await planDatabase(ctx, {
+    stateDir: o.stateDir,
+    project: o.project,
+    skipDb: o.skipDb,
+    restoreDb: o.restoreDb,
+    skipStart: o.skipStart,
+    allowUnverified: o.allowUnlisted || o.noVerify,
+    upgrade: !!cur && cur.bundleDigest !== digest,
+    digest,
+    bundle,
+    journal,
+    current: cur,
+  });
+
   ctx.log.info("Preflight: Docker, Compose, disk, GPU, network, ports");
   const doctor = await runDoctor(ctx, {
     bundle,
@@ -238,6 +254,8 @@ export async function preflight(
     imageBytes,
     compose: o.compose,
     preferredEngineRefs: preferred,
+    dbBackupBytes: database.disk.backupBytes,
+    dbRestoreBytes: database.disk.restoreBytes,
   });
   const failed = doctor.checks.filter((c) => c.status === "fail");
   if (failed.length > 0) {
@@ -488,6 +506,7 @@ export async function preflight(
       : {}),
     readiness: readiness.map((r) => r.url),
     missingImages: imagePlan.missing,
+    database,
   };
   return {
     release,
@@ -507,6 +526,7 @@ export async function preflight(
     modelPlan,
     readiness,
     plan,
+    database,
   };
 }
 

@@ -26,6 +26,8 @@ export async function quickRerun(
 ): Promise<Omit<InstallReport, "durations"> | undefined> {
   const cur = currentRelease(journal);
   if (!cur || cur.bundleDigest !== digest || journal.inProgress) return undefined;
+  // --restore-db asks for the bundle's dump again: that is work for the full install.
+  if (o.restoreDb) return undefined;
   if (journal.lastRun?.outcome !== "ok") return undefined;
   if (cur.bundleDir !== o.bundleDir || cur.inputs !== await installInputs(o)) return undefined;
   for (const i of recordedImages(cur.images, await engineImages(ctx))) {

@@ -14,6 +14,7 @@ import { sha256OfFile } from "../hash.ts";
 import { overridePath } from "../layout.ts";
 import {
   beginRun,
+  recordDbEvent,
   recordRelease,
   recordStep,
   type Release,
@@ -28,20 +29,26 @@ import { modelsStep } from "./models.ts";
 import { settingsStep } from "./settings.ts";
 import { stackStep } from "./stack.ts";
 import { wheelsStep } from "./wheels.ts";
+import { backupDbStep } from "./backup_db.ts";
+import { restoreDbStep } from "./restore_db.ts";
 
 /**
- * The steps of `install` after the preflight, in order. Models come before the images: every
- * model file is verified while it is copied into staging, so a damaged one stops the run before
- * any image is loaded or any setting written (images cannot be staged that way: `docker load`
- * is the write).
+ * The steps of `install` after the preflight, in order. `backup` comes first of the steps that
+ * change the host (a failed backup stops the upgrade with nothing changed: see backup_db.ts).
+ * Models come before the images: every model file is verified while it is copied into staging,
+ * so a damaged one stops the run before any image is loaded or any setting written (images
+ * cannot be staged that way: `docker load` is the write). `database` comes after `settings` and
+ * before `stack`, so the bundle's dump is in before the gateway's first start (restore_db.ts).
  */
 export const INSTALL_STEPS: readonly InstallStep[] = [
   verifyFilesStep,
+  backupDbStep,
   modelsStep,
   loadStep,
   retagStep,
   wheelsStep,
   settingsStep,
+  restoreDbStep,
   stackStep,
 ];
 
@@ -57,6 +64,14 @@ export async function runSteps(
   const { ctx, options: o, journal, report } = run;
   const save = () => writeJournal(o.stateDir, journal);
   beginRun(journal, run.prepared.digest, Deno.pid, ctx.now());
+  // An upgrade without a backup (--skip-db): the installed release's recorded backup is older than
+  // its database now, and a rollback must not bring that older state back.
+  if (run.previous?.dbBackup && !run.prepared.database.backup) {
+    ctx.log.warn(
+      `No database backup for this upgrade: a rollback to ${run.previous.release} will not restore the database`,
+    );
+    delete run.previous.dbBackup;
+  }
   await save();
   let hostChanged = false;
   for (const step of steps) {
@@ -162,24 +177,41 @@ async function rollBack(run: InstallRun, e: InstallError): Promise<never> {
   const failed = await releaseRecord(run, "failed");
   const from = recordRelease(journal, failed);
   await writeJournal(o.stateDir, journal);
+  let restored: string;
   try {
-    await rollbackTo(ctx, journal, {
+    const r = await rollbackTo(ctx, journal, {
       waitTimeoutSec: o.waitTimeoutSec,
       from,
       stack: failed.stack!,
+      // The failed release's database is of no use: no backup of it first.
+      database: o.skipDb ? { skip: true } : {},
     });
+    for (const ev of r.database.events) {
+      recordDbEvent(journal, ev);
+      run.dbEvents.push(ev);
+    }
+    const ev = r.database.events.find((x) => x.kind === "restore");
+    if (ev) run.report.database = { ...run.report.database, rollbackRestored: ev };
+    restored = ev
+      ? `, its database restored from ${ev.path}`
+      : r.database.skipped
+      ? ` (database not restored: ${r.database.skipped})`
+      : "";
     await writeJournal(o.stateDir, journal);
   } catch (re) {
+    await writeJournal(o.stateDir, journal).catch(() => {});
     throw stackError(
       `The update to Cortex ${p.plan.bundle.release} failed (${e.message}) and the rollback to ${previous.release} failed too: ${
         (re as Error).message
       }`,
-      "Run `cortex-install status` and `cortex-install rollback`.",
-      e.detail,
+      (re instanceof InstallError && re.hint ? re.hint + " " : "") +
+        "Then run `cortex-install status` and `cortex-install rollback`.",
+      [re instanceof InstallError ? re.detail : undefined, e.detail].filter(Boolean).join("\n") ||
+        undefined,
     );
   }
   throw stackError(
-    `The update to Cortex ${p.plan.bundle.release} failed: ${e.message}. The host was rolled back to Cortex ${previous.release}, which is healthy.`,
+    `The update to Cortex ${p.plan.bundle.release} failed: ${e.message}. The host was rolled back to Cortex ${previous.release}${restored}, which is healthy.`,
     "The logs of the failing service are below. Fix the cause and run the update again.",
     e.detail,
   );

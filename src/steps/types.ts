@@ -17,11 +17,13 @@ import type { ModelPlan } from "../host/models/plan.ts";
 import type { ModelsResult } from "../host/models/copy.ts";
 import type { Readiness, StackResult } from "../host/stack.ts";
 import type { LoadReport } from "../images/load.ts";
-import type { Journal, Release } from "../state/journal.ts";
+import type { DbBackup, DbEvent, Journal, Release } from "../state/journal.ts";
+import type { DatabasePlan } from "../host/database.ts";
 import type { Verdict } from "../state/audit.ts";
 import {
   DEFAULT_COMPOSE,
   DEFAULT_HF_CACHE_DIR,
+  DEFAULT_KEEP_BACKUPS,
   DEFAULT_MODELS_DIR,
   DEFAULT_PROJECT,
   DEFAULT_STATE_DIR,
@@ -58,6 +60,12 @@ export interface InstallOptions {
    * install exits 2 naming the flags. Never called by a dry run.
    */
   askAdminPassword?: (q: { user: string; production: boolean }) => Promise<string>;
+  /** Database backups kept after a successful run (the rollback target's is always kept). */
+  keepBackups: number;
+  /** Restore the bundle's dump even over data or when restored before (a backup is taken first). */
+  restoreDb: boolean;
+  /** Leave the database alone: no backup before an upgrade, no restore of the bundle's dump. */
+  skipDb: boolean;
   /** Compute and return the plan; change nothing (no lock either). */
   dryRun: boolean;
   /** Asked once with the plan; false cancels before any write. */
@@ -93,6 +101,9 @@ export function installOptions(i: InstallInputs): InstallOptions {
     noVerify: false,
     compose: DEFAULT_COMPOSE,
     admin: {},
+    keepBackups: DEFAULT_KEEP_BACKUPS,
+    restoreDb: false,
+    skipDb: false,
     dryRun: false,
     confirm: () => Promise.resolve(true),
     argv: [],
@@ -149,6 +160,8 @@ export interface InstallPlan {
   readiness: string[];
   /** Images compose needs that nothing provides (only with --skip-start; else an error). */
   missingImages: { service: string; ref: string }[];
+  /** Backup before an upgrade, restore of the bundle's dump, and what will not happen and why. */
+  database: DatabasePlan;
 }
 
 export interface InstallReport {
@@ -167,7 +180,25 @@ export interface InstallReport {
   wheels?: { target: string; action: "copied" | "kept"; files: number };
   stack?: StackResult | { services: unknown[]; healthy: boolean; repaired: boolean };
   urls?: string[];
+  /** What was done to the database: backups taken, dumps restored, a rollback's restore, pruning. */
+  database?: DatabaseReport;
   durations: Record<string, number>;
+}
+
+/** The database part of the install report. */
+export interface DatabaseReport {
+  /** The backup taken before the upgrade (or reused from the interrupted run). */
+  backup?: DbBackup & { reused?: boolean };
+  /** The backup taken before --restore-db replaced a database holding data. */
+  backupBeforeRestore?: DbBackup;
+  /** The bundle's dump restored (or why it was not, when found only after postgres started). */
+  restored?: DbEvent;
+  /** Set when the restore was skipped at run time: the database already held this dump. */
+  alreadyRestored?: boolean;
+  /** The automatic rollback's restore of the backup taken before the upgrade. */
+  rollbackRestored?: DbEvent;
+  /** Old backups removed after the run (--keep-backups). */
+  pruned?: string[];
 }
 
 /** Everything the preflight read, checked and computed before the first write. */
@@ -194,6 +225,7 @@ export interface Prepared {
   modelPlan?: ModelPlan;
   readiness: Readiness[];
   plan: InstallPlan;
+  database: DatabasePlan;
 }
 
 /** One install under way, handed to each step. */
@@ -209,6 +241,8 @@ export interface InstallRun {
   verdicts: Verdict[];
   /** The release in effect before this run when it is an upgrade: what a rollback returns to. */
   previous?: Release;
+  /** Database backups taken and dumps restored, for the journal and the audit log. */
+  dbEvents: DbEvent[];
 }
 
 /** What a step hands back to the runner. */

@@ -50,6 +50,8 @@ Deno.test({
         "--skip-start",
         "--compose",
         "v1",
+        // The fixture's db/cortex.sql is no real dump (restores: test/e2e/db_install_test.ts).
+        "--skip-db",
         "--yes",
         "--json",
       ];

@@ -27,7 +27,6 @@ import {
   pgIsReady,
   pgTargetFromContainer,
   restoreDatabase,
-  spawnDockerRunner,
 } from "../../src/host/db.ts";
 import {
   bundleContainerPath,
@@ -37,9 +36,10 @@ import {
   scanBundle,
 } from "../../src/host/cortex_api.ts";
 import { InstallError, InterruptedError } from "../../src/errors.ts";
+import { processDocker } from "../../src/docker.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
-const run = spawnDockerRunner();
+const run = processDocker();
 const ADMIN_PASSWORD = "cit-Admin-" + crypto.randomUUID().slice(0, 12);
 
 /** A 0.2 bundle (Admin-UI layout, facts §1) with model records for `served` names. */

@@ -139,6 +139,8 @@ async function setup02(
       "--manifest",
       manifest,
       "--offline",
+      // The stand-in postgres is busybox and the bundle's dump no real one (restores: db_*_test.ts).
+      "--skip-db",
       ...(o.password === false ? [] : ["--admin-password-file", passwordFile]),
     ],
   };

@@ -80,6 +80,11 @@ export async function buildGatewayImage(o: {
   flavour: GatewayFlavour;
   ref?: string;
   label?: string;
+  /**
+   * Environment baked into the image (e.g. STANDIN_FAIL=never-healthy): a release whose gateway
+   * behaves so whatever compose gives it, as a broken build of Cortex's image would.
+   */
+  env?: Record<string, string>;
 }): Promise<GatewayImage> {
   const label = o.label ?? `gw${crypto.randomUUID().slice(0, 8)}`;
   const version = o.flavour === "0.1" ? "0.1.1" : "0.2.0";
@@ -110,6 +115,7 @@ export async function buildGatewayImage(o: {
       // Exported so psql's \getenv always finds them (an unset one would stay a literal).
       "ENV ADMIN_BOOTSTRAP_USERNAME= ADMIN_BOOTSTRAP_PASSWORD= ADMIN_BOOTSTRAP_ORG= " +
       "SESSION_SECRET= SESSION_TTL_HOURS=8 SESSION_COOKIE_SECURE=false",
+      ...Object.entries(o.env ?? {}).map(([k, v]) => `ENV ${k}=${v}`),
       'ENTRYPOINT ["/gw/entry.sh"]',
     ]);
     const size = await runDocker(["image", "inspect", "--format", "{{.Size}}", id]);

@@ -122,6 +122,34 @@ export class UnitWorld {
     return { dir, manifestPath, tars };
   }
 
+  /**
+   * Writes an Admin-UI export of `version` (images/<ref as file name>.tar, db/cortex.sql holding
+   * `dump`, checksums.sha256 over both) and a release manifest naming the version.
+   */
+  async adminRelease(version: string, images: UnitImage[], dump: string): Promise<UnitRelease> {
+    const r = await this.release(`${version}-tmp`, images);
+    const dir = `${this.root}/admin-${version}`;
+    await Deno.mkdir(`${dir}/images`, { recursive: true });
+    await Deno.mkdir(`${dir}/db`, { recursive: true });
+    const sums: string[] = [];
+    for (const t of r.tars) {
+      const file = `images/${t.ref.replaceAll(":", "__").replaceAll("/", "_")}.tar`;
+      const bytes = await Deno.readFile(`${r.dir}/${t.file}`);
+      await Deno.writeFile(`${dir}/${file}`, bytes);
+      sums.push(`${sha256(bytes)}  ${file}\n`);
+      t.file = file;
+    }
+    await Deno.writeTextFile(`${dir}/db/cortex.sql`, dump);
+    sums.push(`${sha256(dump)}  db/cortex.sql\n`);
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, sums.join(""));
+    const manifestPath = `${this.root}/release-${version}.json`;
+    await Deno.writeTextFile(
+      manifestPath,
+      (await Deno.readTextFile(r.manifestPath)).replaceAll(`${version}-tmp`, version),
+    );
+    return { dir, manifestPath, tars: r.tars };
+  }
+
   /** The images of a release: cortex-gateway:1 and postgres:16 (run as :latest). */
   images(tag: string): UnitImage[] {
     return [

@@ -206,6 +206,8 @@ export async function newWorld(): Promise<World> {
       "--yes",
       "--wait-timeout",
       "60",
+      // The stack's "postgres" is a busybox stand-in: there is no database to back up.
+      "--skip-db",
       ...extra,
     ],
     cleanup: async () => {

@@ -5,8 +5,14 @@
  *
  * It answers what the program asks: `info`, `images`, `image inspect`, `load` (the stream is read
  * and the tar's images created, from the tar's own index), `tag`, `rmi`, `ps`, `inspect`, `logs`,
- * and `compose version | config | up | down` (Compose v2). Containers are healthy unless their
- * image ID is listed in `neverHealthy` or `unhealthy`. The journeys (test/e2e) never use it.
+ * `stop`, `start`, and `compose version | config | up | down` (Compose v2). Containers are healthy
+ * unless their image ID is listed in `neverHealthy` or `unhealthy`.
+ *
+ * The `postgres` service's containers answer `docker exec` as a database would (FakeDatabase, one
+ * per project, so it outlives its containers as a volume does): `pg_isready`, the inspect query
+ * of src/host/db.ts, `pg_dump` (a dump of its lines) and the one-transaction restore (committed
+ * only when the stream ends with COMMIT and the echo db.ts sends). The journeys (test/e2e) never
+ * use it: they run the real PostgreSQL.
  */
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { DockerCallOptions, DockerCli, DockerRunner, RunResult } from "../../src/docker.ts";
@@ -41,6 +47,30 @@ interface Container {
   imageId?: string;
   status: string;
   health: string;
+  /** `KEY=value` from the service's `environment:`. */
+  env: string[];
+}
+
+/**
+ * The database of a project's postgres: its content as SQL lines (`INSERT INTO public.t ...`
+ * make a table non-empty), the comment a restore leaves, and how its tools fail when told to.
+ */
+export interface FakeDatabase {
+  lines: string[];
+  comment?: string;
+  /** pg_dump exits 1 after writing half its output. */
+  failDump?: boolean;
+  /** The restore's psql fails on an SQL error (nothing committed). */
+  failRestore?: boolean;
+  /** Dumps and restores done, for assertions. */
+  dumps: number;
+  restores: number;
+}
+
+/** A dump of a fake database as pg_dump writes one (with its closing line). */
+export function fakeDump(lines: string[]): string {
+  return `--\n-- PostgreSQL database dump\n--\n\n${lines.map((l) => `${l}\n`).join("")}\n` +
+    "--\n-- PostgreSQL database dump complete\n--\n\n";
 }
 
 /** How one `docker load` fails (see ScriptedDockerOptions.failLoad). */
@@ -67,6 +97,11 @@ export interface ScriptedDockerOptions {
    * command, `docker-compose` answers. Default: Compose v2 only (2.26.1).
    */
   composeV1?: string;
+  /**
+   * Called when `compose up` starts a container: stands for what the service does at start (a
+   * gateway migrating the database: change `docker.database(project).lines`).
+   */
+  onStart?: (c: { project: string; service: string; imageId: string }) => void;
 }
 
 const ok = (stdout = ""): RunResult => ({ code: 0, stdout, stderr: "" });
@@ -78,6 +113,8 @@ export class ScriptedDocker implements DockerRunner {
   /** Image ID -> image. */
   readonly images = new Map<string, FakeImage>();
   readonly containers: Container[] = [];
+  /** The database of each project's postgres (created empty on first use). */
+  readonly databases = new Map<string, FakeDatabase>();
   readonly neverHealthy: Set<string>;
   readonly unhealthy: Set<string>;
   loads = 0;
@@ -100,6 +137,16 @@ export class ScriptedDocker implements DockerRunner {
   /** The calls whose arguments start with these words (e.g. "compose" or "image inspect"). */
   callsOf(...prefix: string[]): ScriptedCall[] {
     return this.calls.filter((c) => prefix.every((p, i) => c.args[i] === p));
+  }
+
+  /** The database of a project (empty when first asked). */
+  database(project: string): FakeDatabase {
+    let db = this.databases.get(project);
+    if (!db) {
+      db = { lines: [], dumps: 0, restores: 0 };
+      this.databases.set(project, db);
+    }
+    return db;
   }
 
   /** Each call as one line (`docker tag a b`), for readable assertions. */
@@ -128,7 +175,18 @@ export class ScriptedDocker implements DockerRunner {
       stdin = await readStdin(opts.stdin, broken?.afterBytes);
       call.stdinBytes = stdin.length;
     }
-    return await this.answer(args, stdin, broken);
+    const r = await this.answer(args, stdin, broken);
+    // A streaming call gets its stdout through the sink (with the sink's errors), as the real one.
+    if (opts.stdout) {
+      const w = opts.stdout.getWriter();
+      try {
+        if (r.stdout) await w.write(new TextEncoder().encode(r.stdout));
+      } finally {
+        w.releaseLock();
+      }
+      return { ...r, stdout: "" };
+    }
+    return r;
   }
 
   private async answer(
@@ -161,6 +219,14 @@ export class ScriptedDocker implements DockerRunner {
         return this.ps(rest);
       case "inspect":
         return this.inspectContainers(rest);
+      case "stop":
+      case "start":
+        for (const c of this.containers.filter((c) => rest.includes(c.id))) {
+          c.status = cmd === "stop" ? "exited" : "running";
+        }
+        return ok();
+      case "exec":
+        return this.exec(rest, stdin);
       case "logs":
         return ok(`2026-01-01T00:00:00.000000000Z ${rest.at(-1)} starting\n`);
       case "compose":
@@ -260,15 +326,94 @@ export class ScriptedDocker implements DockerRunner {
   }
 
   private ps(rest: string[]): RunResult {
-    const label = rest[rest.indexOf("--filter") + 1] ?? "";
-    const project = label.replace(/^label=com\.docker\.compose\.project=/, "");
+    const labels = rest.flatMap((a, i) => rest[i - 1] === "--filter" ? [a] : []);
+    const want = (c: Container) =>
+      labels.every((l) =>
+        l === `label=com.docker.compose.project=${c.project}` ||
+        l === `label=com.docker.compose.service=${c.service}`
+      );
+    const all = rest.includes("-a");
     return ok(
-      this.containers.filter((c) => c.project === project).map((c) => `${c.id}\n`).join(""),
+      this.containers.filter((c) => want(c) && (all || c.status === "running"))
+        .map((c) => `${c.id}\n`).join(""),
     );
   }
 
-  private inspectContainers(ids: string[]): RunResult {
-    const out = this.containers.filter((c) => ids.includes(c.id)).map((c) => ({
+  /** `docker exec [-i] [-e NAME]... <container> cmd...` on a postgres container. */
+  private exec(rest: string[], stdin: Uint8Array | undefined): RunResult {
+    let i = 0;
+    while (rest[i]?.startsWith("-")) i += rest[i] === "-e" ? 2 : 1;
+    const c = this.containers.find((x) => x.id === rest[i] || x.name === rest[i]);
+    if (!c) return fail(`Error: No such container: ${rest[i]}`);
+    if (c.status !== "running") {
+      return fail(`Error response from daemon: Container ${c.id} is not running`);
+    }
+    if (c.service !== "postgres") {
+      return fail(`OCI runtime exec failed: ${rest[i + 1]}: not found`, 126);
+    }
+    const [tool, ...args] = rest.slice(i + 1);
+    const db = this.database(c.project);
+    if (tool === "pg_isready") return ok();
+    if (tool === "pg_dump") {
+      db.dumps++;
+      const dump = fakeDump(db.lines);
+      return db.failDump
+        ? {
+          code: 1,
+          stdout: dump.slice(0, dump.length >> 1),
+          stderr: "pg_dump: error: connection lost",
+        }
+        : ok(dump);
+    }
+    if (tool === "psql" && args.includes("-c")) {
+      const nonEmpty = [
+        ...new Set(db.lines.flatMap((l) => l.match(/^INSERT INTO (\S+)/)?.[1] ?? [])),
+      ];
+      return ok(
+        JSON.stringify({
+          size: fakeDump(db.lines).length,
+          version: "15.20",
+          tables: nonEmpty.length,
+          non_empty: nonEmpty.sort(),
+          alembic: null,
+          comment: db.comment ?? null,
+        }) + "\n",
+      );
+    }
+    if (tool === "psql" && args.includes("-f")) {
+      const text = new TextDecoder().decode(stdin ?? new Uint8Array());
+      if (db.failRestore) {
+        return {
+          code: 3,
+          stdout: "",
+          stderr: 'psql:<stdin>:3: ERROR:  relation "t" already exists',
+        };
+      }
+      const m = text.match(
+        /\nDO \$cit\$[^\n]*restored from a dump with sha256 ([0-9a-f]{64})[^\n]*\nCOMMIT;\n\\echo (\S+)\n$/,
+      );
+      if (!m) return ok(); // ROLLBACK: nothing changed
+      db.restores++;
+      const body = text.slice(text.indexOf("\n") + 1, m.index);
+      db.lines = body.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("--"));
+      db.comment = `cortex-install: restored from a dump with sha256 ${m[1]}`;
+      return ok(`${m[2]}\n`);
+    }
+    return fail(`scripted docker: no answer for exec ${tool}`);
+  }
+
+  private inspectContainers(rest: string[]): RunResult {
+    const fi = rest.indexOf("--format");
+    const format = fi >= 0 ? rest[fi + 1] : undefined;
+    const ids = rest.filter((_, k) => fi < 0 || (k !== fi && k !== fi + 1));
+    const found = this.containers.filter((c) => ids.includes(c.id) || ids.includes(c.name));
+    if (format === "{{json .Config.Env}}") {
+      return found[0] ? ok(JSON.stringify(found[0].env) + "\n") : fail("Error: No such object");
+    }
+    if (format === "{{.State.Running}}") {
+      return found[0] ? ok(`${found[0].status === "running"}\n`) : fail("Error: No such object");
+    }
+    const out = found.map((c) => ({
       Id: c.id,
       Name: `/${c.name}`,
       RestartCount: 0,
@@ -335,17 +480,28 @@ export class ScriptedDocker implements DockerRunner {
           image,
           imageId,
           status: "running",
+          env: envList(s.environment),
           health: this.unhealthy.has(imageId)
             ? "unhealthy"
             : this.neverHealthy.has(imageId)
             ? "starting"
             : "healthy",
         });
+        this.o.onStart?.({ project, service: name, imageId });
       }
       return ok();
     }
     return fail(`scripted compose: no answer for "${sub}"`);
   }
+}
+
+/** A compose service's `environment:` (map or list) as `KEY=value` lines. */
+function envList(e: unknown): string[] {
+  if (Array.isArray(e)) return e.map(String);
+  if (e && typeof e === "object") {
+    return Object.entries(e as Record<string, unknown>).map(([k, v]) => `${k}=${v ?? ""}`);
+  }
+  return [];
 }
 
 /** A docker info as engine 20.10 gives it (the doctor's recorded testdata). */
