@@ -45,6 +45,7 @@ import { validateCompose } from "../host/stack.ts";
 import { planWheels } from "../host/wheels.ts";
 import { planModels } from "../host/models/plan.ts";
 import { planDatabase } from "../host/database.ts";
+import { planRegister } from "../host/register.ts";
 import {
   engineChains,
   engineImages,
@@ -435,6 +436,24 @@ export async function preflight(
       ...(r.expectJson ? { expectJson: r.expectJson } : {}),
     }));
   const wheels = await planWheels(bundle, o.cortexDir);
+  // Cortex 0.2: the bundle's model records, registered through the gateway after `stack`; a
+  // bundle the gateway cannot see is refused here, before anything is written.
+  const register = line02
+    ? await planRegister({
+      bundle,
+      gateway: model.services.find((s) => s.name === "gateway"),
+      readinessUrl: readiness.find((r) => r.service === "gateway")?.url,
+      conflict: o.modelConflict,
+      user: s02!.detail.admin.user,
+      skip: o.skipStart
+        ? "--skip-start: the stack is not started"
+        : o.skipRegister
+        ? "--skip-register"
+        : o.skipModels
+        ? "--skip-models: the model files are not seeded"
+        : undefined,
+    })
+    : {};
   const cur2 = currentRelease(journal);
   const plan: InstallPlan = {
     bundle: {
@@ -507,6 +526,8 @@ export async function preflight(
     readiness: readiness.map((r) => r.url),
     missingImages: imagePlan.missing,
     database,
+    ...(register.plan ? { register: register.plan } : {}),
+    ...(register.skipped ? { registerSkipped: register.skipped } : {}),
   };
   return {
     release,
@@ -527,6 +548,7 @@ export async function preflight(
     readiness,
     plan,
     database,
+    ...(register.plan ? { register: register.plan } : {}),
   };
 }
 

@@ -31,6 +31,7 @@ import { stackStep } from "./stack.ts";
 import { wheelsStep } from "./wheels.ts";
 import { backupDbStep } from "./backup_db.ts";
 import { restoreDbStep } from "./restore_db.ts";
+import { registerModelsStep } from "./register_models.ts";
 
 /**
  * The steps of `install` after the preflight, in order. `backup` comes first of the steps that
@@ -39,6 +40,7 @@ import { restoreDbStep } from "./restore_db.ts";
  * so a damaged one stops the run before any image is loaded or any setting written (images
  * cannot be staged that way: `docker load` is the write). `database` comes after `settings` and
  * before `stack`, so the bundle's dump is in before the gateway's first start (restore_db.ts).
+ * `register` comes last: Cortex's API needs the healthy stack, and its failure rolls nothing back.
  */
 export const INSTALL_STEPS: readonly InstallStep[] = [
   verifyFilesStep,
@@ -50,6 +52,7 @@ export const INSTALL_STEPS: readonly InstallStep[] = [
   settingsStep,
   restoreDbStep,
   stackStep,
+  registerModelsStep,
 ];
 
 /**
