@@ -46,6 +46,7 @@ import { planWheels } from "../host/wheels.ts";
 import { planModels } from "../host/models/plan.ts";
 import { planDatabase } from "../host/database.ts";
 import { planRegister } from "../host/register.ts";
+import { type Carry01, isUpgrade01to02 } from "../host/upgrade01.ts";
 import {
   engineChains,
   engineImages,
@@ -94,6 +95,8 @@ export interface PreflightInputs {
   digest: string;
   /** What the checkout's versions files say (VLLM_IMAGE preferred among engine builds). */
   checkout?: CheckoutVersions;
+  /** Cortex 0.1 -> 0.2 in place: the settings carried from backend/.env (upgrade01.ts). */
+  carry?: Carry01;
 }
 
 /** A secret generator that gives the same values to every plan of one preflight. */
@@ -113,7 +116,7 @@ function stableSecrets(): () => () => string {
 export async function preflight(
   ctx: Context,
   o: InstallOptions,
-  { journal, release, policy, bundle, digest, checkout }: PreflightInputs,
+  { journal, release, policy, bundle, digest, checkout, carry }: PreflightInputs,
 ): Promise<Prepared> {
   const line02 = release.settings.mode === "root-env";
   // Integrity problems found while reading the bundle (0.2: images.json against
@@ -371,6 +374,7 @@ export async function preflight(
       hostname: hostname(),
       generate: secrets(),
       services,
+      ...(carry ? { carried: carry.values } : {}),
     });
     return s02.settings;
   };
@@ -528,6 +532,17 @@ export async function preflight(
     database,
     ...(register.plan ? { register: register.plan } : {}),
     ...(register.skipped ? { registerSkipped: register.skipped } : {}),
+    ...(cur2 && isUpgrade01to02(cur2, policy.line)
+      ? {
+        from01: {
+          release: cur2.release,
+          installedBy: cur2.origin === "by-hand" ? "hand" : "cortex-install",
+          ...(carry?.from ? { carriedFrom: carry.from } : {}),
+          carried: carry?.shown ?? [],
+          notes: carry?.notes ?? [],
+        },
+      }
+      : {}),
   };
   return {
     release,

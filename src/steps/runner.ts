@@ -21,6 +21,7 @@ import {
   writeJournal,
 } from "../state/journal.ts";
 import { installInputs } from "./rerun.ts";
+import { saveStackFiles } from "../host/upgrade01.ts";
 import type { InstallRun, InstallStep } from "./types.ts";
 import { verifyFilesStep } from "./verify_files.ts";
 import { loadStep } from "./load_images.ts";
@@ -146,8 +147,21 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
     const idx = p.indexes.get(img.file);
     if (img.role && idx?.images[0]?.repoTags[0]) engineRefs[img.role] = idx.images[0].repoTags[0];
   }
+  const release = p.plan.bundle.release ?? "unknown";
+  // A copy of the compose file and override as they run now: a rollback to this release runs
+  // them even after the checkout was updated in place (0.1 -> 0.2).
+  let saved: { composeFile: string; override?: string } | undefined;
+  try {
+    saved = await saveStackFiles(o.stateDir, release, p.digest, {
+      composeFile: o.composeFile,
+      override: overridePath(o.composeFile),
+    });
+  } catch (e) {
+    ctx.log.warn(`Cannot keep a copy of the compose files in ${o.stateDir}: ${e}`);
+  }
   return {
-    release: p.plan.bundle.release ?? "unknown",
+    release,
+    line: p.policy.line,
     bundleDigest: p.digest,
     bundleDir: p.bundle.dir,
     installedAt: ctx.now().toISOString(),
@@ -163,6 +177,7 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
       profiles: p.profiles,
       compose: p.compose.major === 1 ? "v1" : "v2",
       readiness: p.readiness,
+      ...(saved ? { saved } : {}),
     },
     inputs: await installInputs(o),
   };

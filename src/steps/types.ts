@@ -175,6 +175,17 @@ export interface InstallPlan {
   register?: RegisterPlan;
   /** Why the bundle's model records will not be registered (e.g. --skip-start). */
   registerSkipped?: string;
+  /**
+   * Cortex 0.1 -> 0.2 in place: the 0.1 upgraded (installed by cortex-install or by hand) and
+   * the settings carried from its backend/.env into the root .env (secret values hidden).
+   */
+  from01?: {
+    release: string;
+    installedBy: "cortex-install" | "hand";
+    carriedFrom?: string;
+    carried: { key: string; value: string }[];
+    notes: string[];
+  };
 }
 
 export interface InstallReport {
