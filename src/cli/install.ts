@@ -205,6 +205,19 @@ export function renderPlan(p: InstallPlan): string {
     );
   }
   if (p.resume) l.push("  resuming an interrupted run");
+  if (p.from01) {
+    l.push(
+      `  upgrade from Cortex 0.1 to 0.2 in place: ${p.from01.release} (installed by ${p.from01.installedBy}) is backed up, stopped, and kept for a rollback`,
+    );
+    if (p.from01.carried.length) {
+      l.push(
+        `  carried from ${p.from01.carriedFrom} into the root .env: ${
+          p.from01.carried.map((c) => `${c.key}=${c.value}`).join(", ")
+        }`,
+      );
+    }
+    for (const n of p.from01.notes) l.push(`  note: ${n}`);
+  }
   l.push(`  network: ${p.network.mode} (${p.network.reason})`);
   l.push(
     `  GPU: ${
