@@ -15,14 +15,15 @@
  *   Cortex 0.1.1's of the same name (compose01.ts) and an override pins each service to the image
  *   its container ran.
  */
-import { basename, join } from "node:path";
+import { basename, isAbsolute, join, normalize } from "node:path";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { Context } from "../context.ts";
 import { preflightError } from "../errors.ts";
 import { sha256Hex } from "../hash.ts";
 import { BACKEND_ENV, COMPOSE_OVERRIDE } from "../layout.ts";
 import type { Release } from "../state/journal.ts";
 import { writeFileAtomic } from "./atomic.ts";
-import { CORTEX_01_COMPOSE } from "./compose01.ts";
+import { CORTEX_01_COMPOSE, CORTEX_01_ENV_FILES } from "./compose01.ts";
 import { envRecord, parseEnv, redact } from "./dotenv.ts";
 import { OVERRIDE_HEADER, renderOverride } from "./override.ts";
 
@@ -53,18 +54,91 @@ export function savedStackDir(stateDir: string, release: string, digest: string)
 }
 
 /**
- * Copies the compose file and the override (when there is one) into the state dir and returns
- * their paths (written atomically; the same content again writes nothing).
+ * The compose text with each relative `env_file:` of its services pointing at a copy in `dir/env/`
+ * (absolute), and the copies to write: what the checkout has now, else `fallback`'s content (by
+ * path relative to the checkout). A file found nowhere is left as it was named. Pure.
+ */
+export function keepEnvFiles(
+  text: string,
+  read: (rel: string) => string | undefined,
+  dir: string,
+): { text: string; files: Record<string, string> } {
+  // deno-lint-ignore no-explicit-any
+  let doc: any;
+  try {
+    doc = parseYaml(text);
+  } catch {
+    return { text, files: {} };
+  }
+  const files: Record<string, string> = {};
+  const keep = (entry: string): string => {
+    if (isAbsolute(entry) || entry.includes("$")) return entry;
+    const rel = normalize(entry).replace(/^\.\//, "");
+    const content = read(rel);
+    if (content === undefined) return entry;
+    const to = join(dir, "env", rel.replace(/[^A-Za-z0-9._-]+/g, "_"));
+    files[to] = content;
+    return to;
+  };
+  let changed = false;
+  for (const svc of Object.values(doc?.services ?? {})) {
+    // deno-lint-ignore no-explicit-any
+    const s = svc as any;
+    if (!s?.env_file) continue;
+    const list = Array.isArray(s.env_file) ? s.env_file : [s.env_file];
+    s.env_file = list.map((e: unknown) => {
+      if (typeof e === "string") {
+        const k = keep(e);
+        changed ||= k !== e;
+        return k;
+      }
+      if (e && typeof e === "object" && typeof (e as { path?: unknown }).path === "string") {
+        const p = (e as { path: string }).path;
+        const k = keep(p);
+        changed ||= k !== p;
+        return { ...e, path: k };
+      }
+      return e;
+    });
+  }
+  if (!changed) return { text, files: {} };
+  return {
+    text: "# A copy kept by cortex-install for a rollback; env files point at copies beside it.\n" +
+      stringifyYaml(doc, { lineWidth: 0 }),
+    files,
+  };
+}
+
+function readSync(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Copies the compose file (its env files too: 0.2 no longer tracks 0.1's backend/.env.prod) and
+ * the override (when there is one) into the state dir and returns their paths (written
+ * atomically; the same content again writes nothing).
  */
 export async function saveStackFiles(
   stateDir: string,
   release: string,
   digest: string,
-  files: { composeFile: string; override?: string },
-): Promise<{ composeFile: string; override?: string }> {
+  files: { composeFile: string; override?: string; cortexDir: string },
+): Promise<{ composeFile: string; override?: string; sha256?: string }> {
   const dir = savedStackDir(stateDir, release, digest);
   const compose = join(dir, basename(files.composeFile));
-  await writeFileAtomic(compose, await Deno.readFile(files.composeFile), { mode: 0o644 });
+  const kept = keepEnvFiles(
+    await Deno.readTextFile(files.composeFile),
+    (rel) => readSync(join(files.cortexDir, rel)),
+    dir,
+  );
+  for (const [path, text] of Object.entries(kept.files)) {
+    await writeFileAtomic(path, text, { mode: 0o600 });
+  }
+  await writeFileAtomic(compose, kept.text, { mode: 0o644 });
   let override: string | undefined;
   if (files.override) {
     const text = await Deno.readFile(files.override).catch(() => undefined);
@@ -73,15 +147,18 @@ export async function saveStackFiles(
       await writeFileAtomic(override, text, { mode: 0o644 });
     }
   }
-  return { composeFile: compose, ...(override ? { override } : {}) };
+  return {
+    composeFile: compose,
+    ...(override ? { override } : {}),
+    sha256: await sha256Of(files.composeFile),
+  };
 }
 
-async function sameContent(a: string, b: string): Promise<boolean> {
+async function sha256Of(path: string): Promise<string | undefined> {
   try {
-    const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]);
-    return sha256Hex(x) === sha256Hex(y);
+    return sha256Hex(await Deno.readFile(path));
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -97,7 +174,7 @@ export async function rollbackFiles(
   const checkout = [composeFile, ...(to.override ? [to.override] : [])];
   const saved = to.stack?.saved;
   if (!saved) return { files: checkout, fromState: false };
-  if (to.origin !== "by-hand" && await sameContent(composeFile, saved.composeFile)) {
+  if (to.origin !== "by-hand" && saved.sha256 && await sha256Of(composeFile) === saved.sha256) {
     return { files: checkout, fromState: false };
   }
   return {
@@ -273,8 +350,17 @@ export async function byHandRelease(
   const services: Record<string, { image: string }> = {};
   for (const c of found) services[c.service] = { image: c.ref };
   const overrideText = renderOverride({ services }, OVERRIDE_HEADER);
+  // The env files it names: the checkout's when the operator kept them, else Cortex 0.1.1's.
+  const kept = keepEnvFiles(
+    text,
+    (rel) => readSync(join(o.cortexDir, rel)) ?? CORTEX_01_ENV_FILES[rel],
+    dir,
+  );
   const write = async () => {
-    await writeFileAtomic(composeFile, text, { mode: 0o644 });
+    for (const [path, t] of Object.entries(kept.files)) {
+      await writeFileAtomic(path, t, { mode: 0o600 });
+    }
+    await writeFileAtomic(composeFile, kept.text, { mode: 0o644 });
     await writeFileAtomic(override, overrideText, { mode: 0o644 });
   };
   const images: Record<string, string> = {};

@@ -1,10 +1,11 @@
 import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../test/support/assert.ts";
 import { createContext } from "../context.ts";
 import type { DockerRunner } from "../docker.ts";
 import { ExitCode, InstallError } from "../errors.ts";
 import type { Release } from "../state/journal.ts";
-import { CORTEX_01_COMPOSE } from "./compose01.ts";
+import { CORTEX_01_COMPOSE, CORTEX_01_ENV_FILES } from "./compose01.ts";
 import {
   byHandRelease,
   carriedNetwork,
@@ -16,6 +17,8 @@ import {
 } from "./upgrade01.ts";
 
 const SECRET = "tok-" + crypto.randomUUID();
+// deno-lint-ignore no-explicit-any
+type Json = any;
 
 Deno.test("releaseLine() and isUpgrade01to02(): recorded line first, else the version", () => {
   assertEquals(releaseLine({ release: "0.1.1" }), "0.1");
@@ -70,11 +73,17 @@ Deno.test("saveStackFiles() + rollbackFiles(): the checkout's files while unchan
   try {
     const compose = join(dir, "docker.compose.prod.yaml");
     const override = join(dir, "docker.compose.cortex-install.yaml");
-    await Deno.writeTextFile(compose, "services: {gateway: {image: g:0.1}}\n");
+    await Deno.mkdir(join(dir, "backend"));
+    await Deno.writeTextFile(join(dir, "backend/.env.prod"), "HEALTH_POLL_SEC=15\n");
+    await Deno.writeTextFile(
+      compose,
+      "services: {gateway: {image: g:0.1, env_file: [./backend/.env.prod]}}\n",
+    );
     await Deno.writeTextFile(override, "services: {}\n");
     const saved = await saveStackFiles(join(dir, "state"), "0.1.1", "sha256:abcdef0123456789", {
       composeFile: compose,
       override,
+      cortexDir: dir,
     });
     assertMatch(
       saved.composeFile,
@@ -98,9 +107,15 @@ Deno.test("saveStackFiles() + rollbackFiles(): the checkout's files while unchan
     });
     // 0.2's compose file replaces 0.1's in place.
     await Deno.writeTextFile(compose, "name: cortex\nservices: {gateway: {image: g:0.2}}\n");
+    await Deno.remove(join(dir, "backend/.env.prod")); // 0.2 no longer tracks it
     const r = await rollbackFiles(rel, { composeFile: compose });
     assertEquals(r, { files: [saved.composeFile, saved.override!], fromState: true });
-    assertEquals(await Deno.readTextFile(r.files[0]), "services: {gateway: {image: g:0.1}}\n");
+    // The copy runs 0.1's gateway, its env file pointing at a copy beside it.
+    const copy = parseYaml(await Deno.readTextFile(r.files[0])) as Json;
+    assertEquals(copy.services.gateway.image, "g:0.1");
+    const envCopy = copy.services.gateway.env_file[0];
+    assertMatch(envCopy, /state\/compose\/0\.1\.1-abcdef012345\/env\/backend_.env.prod$/);
+    assertEquals(await Deno.readTextFile(envCopy), "HEALTH_POLL_SEC=15\n");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -173,9 +188,13 @@ Deno.test("byHandRelease(): a 0.1 running from this checkout without a journal b
         const saved = found.release.stack!.saved!;
         await assertRejects(() => Deno.stat(saved.composeFile));
         await found.write();
+        // Cortex 0.1.1's compose file; its backend/.env.prod (not in the checkout) is 0.1.1's.
+        const copy = parseYaml(await Deno.readTextFile(saved.composeFile)) as Json;
+        const real = parseYaml(CORTEX_01_COMPOSE["docker.compose.prod.yaml"]) as Json;
+        assertEquals(copy.services.gateway.image, real.services.gateway.image);
         assertEquals(
-          await Deno.readTextFile(saved.composeFile),
-          CORTEX_01_COMPOSE["docker.compose.prod.yaml"],
+          await Deno.readTextFile(copy.services.gateway.env_file[0]),
+          CORTEX_01_ENV_FILES["backend/.env.prod"],
         );
         assertMatch(await Deno.readTextFile(saved.override!), /image: "?cortex-gateway:latest"?/);
       },

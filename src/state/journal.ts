@@ -118,7 +118,12 @@ export const ReleaseSchema = z.object({
      * Copies of the compose file and the override as this release ran them, in the state dir:
      * a rollback runs these when the checkout has changed since (0.1 -> 0.2 in place).
      */
-    saved: z.object({ composeFile: z.string(), override: z.string().optional() }).optional(),
+    saved: z.object({
+      composeFile: z.string(),
+      override: z.string().optional(),
+      /** SHA-256 of the checkout's compose file when copied (unchanged: the checkout's runs). */
+      sha256: z.string().optional(),
+    }).optional(),
   }).optional(),
   /** The release line ("0.1", "0.2"); absent in older journals (then read from `release`). */
   line: z.string().optional(),

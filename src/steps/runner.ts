@@ -150,11 +150,12 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
   const release = p.plan.bundle.release ?? "unknown";
   // A copy of the compose file and override as they run now: a rollback to this release runs
   // them even after the checkout was updated in place (0.1 -> 0.2).
-  let saved: { composeFile: string; override?: string } | undefined;
+  let saved: { composeFile: string; override?: string; sha256?: string } | undefined;
   try {
     saved = await saveStackFiles(o.stateDir, release, p.digest, {
       composeFile: o.composeFile,
       override: overridePath(o.composeFile),
+      cortexDir: o.cortexDir,
     });
   } catch (e) {
     ctx.log.warn(`Cannot keep a copy of the compose files in ${o.stateDir}: ${e}`);
