@@ -14,6 +14,8 @@ import { planRegister, type RegisterPlan } from "../host/register.ts";
 import type { Bundle } from "../bundle/types.ts";
 import { registerModelsStep } from "./register_models.ts";
 import { installOptions, type InstallRun, type Prepared } from "./types.ts";
+import { recordInstalled } from "./runner.ts";
+import type { Journal, Release } from "../state/journal.ts";
 
 const PASSWORD = "pw-" + crypto.randomUUID();
 const CORTEX_02 = join(import.meta.dirname!, "../../test/testdata/cortex-v0.2.0");
@@ -186,4 +188,29 @@ Deno.test("planRegister() on Cortex 0.2's real prod compose: the gateway's path,
     const s = await planRegister({ ...input, bundle: bundleAt("/srv/x"), skip: "--skip-register" });
     assertEquals(s, { skipped: "--skip-register" });
   });
+});
+
+Deno.test("recordInstalled(): a run of the current bundle updates its record, keeping the first run's backups", () => {
+  const rel = (digest: string, backup?: string) =>
+    ({
+      release: "0.2.0",
+      bundleDigest: digest,
+      bundleDir: "/b",
+      installedAt: "t",
+      engineRefs: {},
+      images: {},
+      envFiles: { "/c/.env": { sha256: "a".repeat(64), ...(backup ? { backup } : {}) } },
+      outcome: "installed",
+    }) as Release;
+  const j = { releases: [] as Release[], current: undefined } as unknown as Journal;
+  recordInstalled(j, { ...rel("sha256:01"), release: "0.1.1" });
+  recordInstalled(j, rel("sha256:02", "/c/.env.bak-1"));
+  // A re-run (or the end of a run whose register failed): one record, the first backup kept.
+  const idx = recordInstalled(j, rel("sha256:02", "/c/.env.bak-2"));
+  assertEquals(j.releases.length, 2);
+  assertEquals([idx, j.current], [1, 1]);
+  assertEquals(j.releases[1].envFiles["/c/.env"].backup, "/c/.env.bak-1");
+  // Another bundle is a new record.
+  recordInstalled(j, rel("sha256:03"));
+  assertEquals(j.releases.length, 3);
 });

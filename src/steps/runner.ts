@@ -14,6 +14,7 @@ import { sha256OfFile } from "../hash.ts";
 import { overridePath } from "../layout.ts";
 import {
   beginRun,
+  type Journal,
   recordDbEvent,
   recordRelease,
   recordStep,
@@ -78,6 +79,7 @@ export async function runSteps(
   }
   await save();
   let hostChanged = false;
+  let stackDone = false;
   for (const step of steps) {
     if (step.when && !step.when(run)) continue;
     recordStep(journal, step.name, "running");
@@ -88,6 +90,13 @@ export async function runSteps(
       const result = await step.run(run);
       Object.assign(report, result.report);
     } catch (e) {
+      if (stackDone) {
+        // A step after a healthy stack (register) failed: the release is installed and runs;
+        // record it so (the run stays unfinished, and the next one does the rest).
+        recordInstalled(journal, await releaseRecord(run, "installed"));
+        await save();
+        throw e;
+      }
       if (run.previous && e instanceof InstallError && e.exitCode === ExitCode.Stack) {
         await rollBack(run, e);
       }
@@ -97,9 +106,36 @@ export async function runSteps(
     }
     recordStep(journal, step.name, "done");
     await save();
+    stackDone ||= step.name === "stack";
   }
-  recordRelease(journal, await releaseRecord(run, "installed"));
+  recordInstalled(journal, await releaseRecord(run, "installed"));
   await save();
+}
+
+/**
+ * Records the release as installed. A run of the bundle already current (a re-run, or the end
+ * of a run whose `register` failed after the release was recorded) updates that record instead of
+ * adding a second one (a rollback must go to the release before it, not to itself), keeping the
+ * env-file backups of the first run: what a rollback restores is the content before the release
+ * was first installed.
+ */
+export function recordInstalled(journal: Journal, rel: Release): number {
+  const idx = journal.current;
+  const cur = idx === undefined ? undefined : journal.releases[idx];
+  if (!cur || cur.bundleDigest !== rel.bundleDigest || cur.outcome !== "installed") {
+    return recordRelease(journal, rel);
+  }
+  const envFiles: Release["envFiles"] = {};
+  for (const [path, f] of Object.entries(rel.envFiles)) {
+    const backup = cur.envFiles[path]?.backup ?? f.backup;
+    envFiles[path] = { ...f, ...(backup ? { backup } : {}) };
+  }
+  journal.releases[idx!] = {
+    ...rel,
+    envFiles,
+    ...(cur.dbBackup ? { dbBackup: cur.dbBackup } : {}),
+  };
+  return idx!;
 }
 
 /**
