@@ -9,6 +9,7 @@
  * running container (its real mounts) before it asks Cortex.
  */
 import type { Bundle } from "../bundle/types.ts";
+import { InstallError } from "../errors.ts";
 import type { ComposeService } from "./compose.ts";
 import {
   bundleContainerPath,
@@ -78,7 +79,21 @@ export async function planRegister(
   } catch {
     // Read by the preflight already; keep the path as given.
   }
-  const containerPath = bundleContainerPath(hostPath, gatewayViewFromService(i.gateway));
+  let containerPath: string;
+  try {
+    containerPath = bundleContainerPath(hostPath, gatewayViewFromService(i.gateway));
+  } catch (e) {
+    if (!(e instanceof InstallError)) throw e;
+    throw new InstallError(
+      e.step,
+      e.message,
+      e.exitCode,
+      `${
+        e.hint ?? ""
+      } Or pass --skip-register to install without registering the models (the Admin UI can import them later).`
+        .trim(),
+    );
+  }
   return {
     plan: {
       models,

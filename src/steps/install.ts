@@ -60,6 +60,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
   let releaseName: string | undefined;
   const verdicts: Verdict[] = [];
   const dbEvents: DbEvent[] = [];
+  let forgetByHand: (() => void) | undefined;
   const end = (outcome: "ok" | "failed" | "interrupted", exitCode: number, error?: unknown) =>
     finish(ctx, o, journal!, {
       digest,
@@ -95,6 +96,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
 
     // Cortex 0.1 -> 0.2 in place: the 0.1 installed (the journal's, or one found running from
     // this checkout, installed by hand), and the settings its backend/.env carries over.
+    // Until its files are written, a hand-installed 0.1 is only in this run's journal object.
     let writeByHand: (() => Promise<void>) | undefined;
     let carry: Carry01 | undefined;
     if (release.settings.mode === "root-env") {
@@ -102,8 +104,12 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
         const found = await byHandRelease(ctx, o);
         if (found) {
           ctx.log.info(`Found Cortex 0.1 running from ${o.cortexDir} (installed by hand)`);
-          recordRelease(journal, found.release);
+          const idx = recordRelease(journal, found.release);
           writeByHand = found.write;
+          forgetByHand = () => {
+            journal!.releases.splice(idx, 1);
+            delete journal!.current;
+          };
         }
       }
       const rootEnv = await Deno.readTextFile(join(dirname(o.composeFile), ROOT_ENV))
@@ -148,6 +154,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     }
     // The hand-installed 0.1's compose copy and image pins, for a rollback to it.
     await writeByHand?.();
+    forgetByHand = undefined;
     const run: InstallRun = {
       ctx,
       options: o,
@@ -180,6 +187,8 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     durations.total = Math.round(performance.now() - t0);
     return run.report;
   } catch (e) {
+    // A run that stops before the hand-installed 0.1's files are written does not record it.
+    forgetByHand?.();
     if (journal && lock) {
       const code = e instanceof InstallError
         ? e.exitCode

@@ -178,6 +178,7 @@ Deno.test("planRegister() on Cortex 0.2's real prod compose: the gateway's path,
     assertEquals(e.exitCode, ExitCode.Preflight);
     assertMatch(e.message, /is outside every transfer dir of the Cortex gateway/);
     assertMatch(e.hint!, /Move or copy the bundle under .*\/media/);
+    assertMatch(e.hint!, /--skip-register/);
   });
   await t.step("no model records, or a reason to skip: nothing is planned", async () => {
     const none = await planRegister({

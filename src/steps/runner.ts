@@ -112,6 +112,9 @@ export async function runSteps(
   await save();
 }
 
+/** The least time an automatic rollback waits for the release it returns to. */
+export const ROLLBACK_MIN_WAIT_SEC = 120;
+
 /**
  * Records the release as installed. A run of the bundle already current (a re-run, or the end
  * of a run whose `register` failed after the release was recorded) updates that record instead of
@@ -235,7 +238,9 @@ async function rollBack(run: InstallRun, e: InstallError): Promise<never> {
   let restored: string;
   try {
     const r = await rollbackTo(ctx, journal, {
-      waitTimeoutSec: o.waitTimeoutSec,
+      // --wait-timeout bounds the wait for the new release; the release returned to gets at least
+      // ROLLBACK_MIN_WAIT_SEC (giving up on it early would leave no working release).
+      waitTimeoutSec: Math.max(o.waitTimeoutSec, ROLLBACK_MIN_WAIT_SEC),
       from,
       stack: failed.stack!,
       // The failed release's database is of no use: no backup of it first.
