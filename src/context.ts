@@ -37,6 +37,8 @@ export interface Context {
    * network probes, port binds), so that an install runs in a unit test with no GPU or network.
    */
   doctorDeps?: Partial<DoctorDeps>;
+  /** HTTP to the Cortex gateway's API (default the global `fetch`); tests give a fake gateway. */
+  fetch?: typeof fetch;
   /** Working directory and the directory of the executable (or main.ts when run from source). */
   cwd: string;
   execDir: string;
@@ -58,6 +60,7 @@ export interface ContextOptions {
   now?: () => Date;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   doctorDeps?: Partial<DoctorDeps>;
+  fetch?: typeof fetch;
 }
 
 /** The sink for stderr; TTY redraws only when stderr is a terminal and NO_COLOR is unset. */
@@ -95,6 +98,7 @@ export function createContext(o: ContextOptions = {}): Context {
     now: o.now ?? (() => new Date()),
     sleep: o.sleep ?? sleep,
     doctorDeps: o.doctorDeps,
+    ...(o.fetch ? { fetch: o.fetch } : {}),
     cwd: o.cwd ?? Deno.cwd(),
     execDir: o.execDir ?? execDir(),
     interactive: o.interactive ?? Deno.stdin.isTerminal(),

@@ -42,7 +42,8 @@ export type Step =
   | "stack"
   | "state"
   | "rollback"
-  | "database";
+  | "database"
+  | "register";
 
 /**
  * A failure of one install step, with what to do about it.

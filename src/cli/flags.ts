@@ -178,6 +178,20 @@ const skipDb: FlagSpec = {
   help:
     "leave the database alone: no backup before an upgrade, no restore of the bundle's dump (a later rollback cannot restore the database)",
 };
+const modelConflict: FlagSpec = {
+  name: "model-conflict",
+  type: "string",
+  arg: "skip|rename|replace|error",
+  help:
+    "Cortex 0.2: what Cortex does with a bundle's model whose served name is already registered: skip it, register it renamed (name-2), replace the record (not while it runs), or fail the registration",
+  default: "skip",
+};
+const skipRegister: FlagSpec = {
+  name: "skip-register",
+  type: "boolean",
+  help:
+    "Cortex 0.2: seed the bundle's model files but do not register its models in Cortex (import them from the Admin UI instead)",
+};
 const rollbackSkipDb: FlagSpec = {
   name: "skip-db",
   type: "boolean",
@@ -224,6 +238,8 @@ const installFlags: FlagSpec[] = [
   keepBackups,
   restoreDb,
   skipDb,
+  modelConflict,
+  skipRegister,
   yes,
   json,
   { name: "dry-run", type: "boolean", help: "show the plan and change nothing (same as `plan`)" },

@@ -13,6 +13,7 @@ import {
 import { DEFAULT_COMPOSE, DEFAULT_KEEP_BACKUPS, DEFAULT_WAIT_TIMEOUT_SEC } from "../layout.ts";
 import { COMPOSE_CHOICES, type ComposeChoice } from "../docker.ts";
 import { passwordProblems, readPasswordFile } from "../host/admin.ts";
+import { MODEL_CONFLICT_POLICIES, type ModelConflict } from "../host/cortex_api.ts";
 import { settings02Lines } from "../host/settings02.ts";
 import { absPath, locateBundle, locateComposeFile, locateCortexDir } from "./paths.ts";
 import type { CommandHandler, CommandOutcome } from "./handler.ts";
@@ -25,6 +26,16 @@ export function parseWaitTimeout(v: string | undefined): number {
     throw new UsageError(`--wait-timeout must be a positive number of seconds, not "${v}"`);
   }
   return n;
+}
+
+/** Parses `--model-conflict` (default skip). */
+export function parseModelConflict(v: string | undefined): ModelConflict {
+  if (v === undefined) return "skip";
+  if ((MODEL_CONFLICT_POLICIES as readonly string[]).includes(v)) return v as ModelConflict;
+  throw new UsageError(
+    `--model-conflict must be one of ${MODEL_CONFLICT_POLICIES.join(", ")}, not "${v}"`,
+    "skip leaves a registered model as it is (the default).",
+  );
 }
 
 /** Parses `--keep-backups`: a whole number of backups, 0 or more. */
@@ -153,6 +164,8 @@ export async function installOptionsFromFlags(
     keepBackups: parseKeepBackups(str(f["keep-backups"])),
     restoreDb: f["restore-db"] === true,
     skipDb: f["skip-db"] === true,
+    modelConflict: parseModelConflict(str(f["model-conflict"])),
+    skipRegister: f["skip-register"] === true,
     dryRun,
     argv,
     confirm: async (plan) => {
@@ -192,6 +205,19 @@ export function renderPlan(p: InstallPlan): string {
     );
   }
   if (p.resume) l.push("  resuming an interrupted run");
+  if (p.from01) {
+    l.push(
+      `  upgrade from Cortex 0.1 to 0.2 in place: ${p.from01.release} (installed by ${p.from01.installedBy}) is backed up, stopped, and kept for a rollback`,
+    );
+    if (p.from01.carried.length) {
+      l.push(
+        `  carried from ${p.from01.carriedFrom} into the root .env: ${
+          p.from01.carried.map((c) => `${c.key}=${c.value}`).join(", ")
+        }`,
+      );
+    }
+    for (const n of p.from01.notes) l.push(`  note: ${n}`);
+  }
   l.push(`  network: ${p.network.mode} (${p.network.reason})`);
   l.push(
     `  GPU: ${
@@ -277,6 +303,15 @@ export function renderPlan(p: InstallPlan): string {
     );
   }
   for (const n of db.notes) l.push(`  note: ${n}`);
+  if (p.register) {
+    l.push(
+      `Register in Cortex: ${
+        p.register.models.join(", ")
+      } from ${p.register.containerPath} as "${p.register.user}" (--model-conflict ${p.register.conflict})`,
+    );
+  } else if (p.registerSkipped) {
+    l.push(`Register in Cortex: not done (${p.registerSkipped})`);
+  }
   l.push("Disk:");
   for (const d of p.disk) {
     l.push(
@@ -354,6 +389,13 @@ export function renderReport(r: InstallReport): string {
     l.push("  database: already holds the bundle's dump (not restored again)");
   }
   if (d?.pruned?.length) l.push(`  old database backups removed: ${d.pruned.join(", ")}`);
+  for (const m of r.register?.models ?? []) {
+    l.push(
+      `  model ${m.source} in Cortex: ${m.status}${
+        m.servedModelName !== m.source ? ` as ${m.servedModelName}` : ""
+      }`,
+    );
+  }
   const services = (r.stack?.services ?? []) as { name: string; state: string; health?: string }[];
   if (services.length) {
     l.push(`  services: ${services.map((s) => `${s.name} ${s.health ?? s.state}`).join(", ")}`);

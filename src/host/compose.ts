@@ -24,6 +24,10 @@ export interface ComposeService {
   depends_on: string[];
   runtime?: string;
   profiles: string[];
+  /** Bind mounts of the short syntax (`host:container[:mode]`, host path absolute or relative). */
+  volumes: { source: string; destination: string }[];
+  /** `environment:` (map or list form), interpolated. */
+  environment: Record<string, string>;
 }
 
 export interface ComposeModel {
@@ -283,6 +287,8 @@ export function parseCompose(
       env_file: strList(s.env_file),
       depends_on: strList(s.depends_on),
       profiles,
+      volumes: bindMounts(s.volumes, dir === "." ? Deno.cwd() : dir),
+      environment: environmentOf(s.environment),
     };
     if (typeof s.image === "string" && s.image) svc.image = s.image;
     if (typeof s.network_mode === "string") svc.network_mode = s.network_mode;
@@ -296,6 +302,49 @@ export function parseCompose(
     allServices: Object.keys(top.services ?? {}),
     unset: [...unset].sort(),
   };
+}
+
+/** The bind mounts of a service's `volumes:` (named volumes left out), host paths absolute. */
+function bindMounts(v: unknown, dir: string): { source: string; destination: string }[] {
+  if (!Array.isArray(v)) return [];
+  const out: { source: string; destination: string }[] = [];
+  for (const e of v) {
+    let source: string | undefined;
+    let destination: string | undefined;
+    if (typeof e === "string") {
+      const parts = e.split(":");
+      if (parts.length < 2) continue;
+      [source, destination] = parts;
+    } else if (e && typeof e === "object") {
+      const o = e as Record<string, unknown>;
+      if (o.type !== undefined && o.type !== "bind") continue;
+      if (typeof o.source === "string") source = o.source;
+      if (typeof o.target === "string") destination = o.target;
+    }
+    if (!source || !destination) continue;
+    // A named volume has no slash and does not start with a dot.
+    if (!source.startsWith("/") && !source.startsWith(".") && !source.startsWith("~")) continue;
+    if (source.startsWith(".")) source = `${dir}/${source}`;
+    out.push({ source, destination });
+  }
+  return out;
+}
+
+/** `environment:` as a record (map form, or `KEY=value` list form; a bare `KEY` is left out). */
+function environmentOf(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (Array.isArray(v)) {
+    for (const e of v) {
+      if (typeof e !== "string") continue;
+      const i = e.indexOf("=");
+      if (i > 0) out[e.slice(0, i)] = e.slice(i + 1);
+    }
+  } else if (v && typeof v === "object") {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (x !== null && x !== undefined) out[k] = String(x);
+    }
+  }
+  return out;
 }
 
 /**

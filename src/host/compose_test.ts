@@ -103,7 +103,13 @@ Deno.test("readCompose() on the real dev file", async (t) => {
       "pgadmin",
     ]);
     assert.equal(m.allServices.length, 9);
-    const gw = m.services.find((s) => s.name === "gateway")!;
+    const { volumes, environment, ...gw } = m.services.find((s) => s.name === "gateway")!;
+    // Bind mounts and environment, interpolated (the register step reads them).
+    assert.deepEqual(volumes[1], {
+      source: "/var/cortex/models",
+      destination: "/var/cortex/models",
+    });
+    assert.equal(environment.CORTEX_MODELS_DIR, "/var/cortex/models");
     assert.deepEqual(gw, {
       name: "gateway",
       build: true,

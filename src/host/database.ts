@@ -8,6 +8,7 @@
  * module only decides and wires: which container, which files, which journal records.
  */
 import type { Context } from "../context.ts";
+import { rollbackFiles } from "./upgrade01.ts";
 import { InstallError, integrityError, preflightError, throwIfAborted } from "../errors.ts";
 import { sha256OfFile } from "../hash.ts";
 import { formatBytes } from "../progress.ts";
@@ -400,7 +401,8 @@ export async function planDatabase(ctx: Context, i: DatabasePlanInputs): Promise
         ? {
           stack: {
             cortexDir: cur.stack.cortexDir,
-            files: [cur.stack.composeFile, ...(cur.override ? [cur.override] : [])],
+            // As it ran: the copies in the state dir once the checkout changed (0.1 -> 0.2).
+            files: (await rollbackFiles(cur, cur.stack)).files,
             project: cur.stack.project,
             profiles: cur.stack.profiles,
           },

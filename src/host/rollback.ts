@@ -34,6 +34,7 @@ import {
 } from "../state/journal.ts";
 import { sha256Hex } from "../hash.ts";
 import { DB_SERVICE } from "../layout.ts";
+import { rollbackFiles } from "./upgrade01.ts";
 import {
   backupEvent,
   backupProblem,
@@ -207,12 +208,17 @@ async function rollbackSteps(
     retagged.push({ ref, imageId: id });
   }
 
+  // The files that release ran: the checkout's, or the copies kept in the state dir when the
+  // checkout changed since (0.1 -> 0.2 in place: 0.2's compose file replaced 0.1's).
+  const runFiles = await rollbackFiles(to, o.stack);
+  if (runFiles.fromState) {
+    ctx.log.info(
+      `Running Cortex ${to.release} from its compose files kept in ${runFiles.files[0]}`,
+    );
+  }
   const stackOpts: StackOptions = {
     cortexDir: to.stack?.cortexDir ?? o.stack.cortexDir,
-    files: [
-      to.stack?.composeFile ?? o.stack.composeFile,
-      ...(to.override ? [to.override] : []),
-    ],
+    files: runFiles.files,
     project: to.stack?.project ?? o.stack.project,
     profiles: to.stack?.profiles ?? o.stack.profiles,
     readiness: to.stack?.readiness?.length ? to.stack.readiness : o.stack.readiness,

@@ -62,6 +62,11 @@ export interface Settings02Input {
   generate?: () => string;
   /** The service that is the gateway (default "gateway"). */
   gatewayService?: string;
+  /**
+   * Settings carried from Cortex 0.1's backend/.env (upgrade01.ts): taken as the root .env's
+   * where it leaves them blank, and written there.
+   */
+  carried?: Record<string, string>;
 }
 
 export type CorsSource = "flag" | "environment" | ".env" | "default";
@@ -112,7 +117,11 @@ export function planSettings02(i: Settings02Input): Settings02Plan {
   ].sort();
   const production = required.includes(ADMIN_PASSWORD_KEY) ||
     base === i.policy.compose.run;
-  const current = envRecord(parseEnv(i.rootEnv ?? i.example ?? ""));
+  const current0 = envRecord(parseEnv(i.rootEnv ?? i.example ?? ""));
+  const carried = Object.fromEntries(
+    Object.entries(i.carried ?? {}).filter(([k]) => (current0[k] ?? "").trim() === ""),
+  );
+  const current = { ...current0, ...carried };
   const warnings: string[] = [];
 
   const keys: Record<string, string> = settingsKeys({
@@ -122,6 +131,8 @@ export function planSettings02(i: Settings02Input): Settings02Plan {
     modelsDir: i.modelsDir,
     hfCacheDir: i.hfCacheDir,
   });
+  // Carried settings the plan does not decide otherwise go to the root .env as they were.
+  for (const [k, v] of Object.entries(carried)) keys[k] ??= v;
   const s = planSecrets(i.policy.env.secrets, current, i.env, i.generate);
   warnings.push(...s.warnings);
   for (const x of s.secrets) keys[x.key] = x.value;

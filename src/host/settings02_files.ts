@@ -30,6 +30,7 @@ export interface Settings02FilesInput extends
     | "corsOrigin"
     | "hostname"
     | "generate"
+    | "carried"
   > {
   cortexDir: string;
   /** The compose file that will run; the root .env and the override go beside it. */
@@ -92,6 +93,7 @@ export async function planSettingsFiles02(i: Settings02FilesInput): Promise<Sett
     ...(i.corsOrigin !== undefined ? { corsOrigin: i.corsOrigin } : {}),
     ...(i.hostname !== undefined ? { hostname: i.hostname } : {}),
     ...(i.generate ? { generate: i.generate } : {}),
+    ...(i.carried ? { carried: i.carried } : {}),
     gatewayService: gateway,
   });
   const files: PlannedFile[] = [{

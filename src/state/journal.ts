@@ -114,7 +114,21 @@ export const ReleaseSchema = z.object({
       url: z.string(),
       expectJson: z.record(z.string(), z.string()).optional(),
     })).default([]),
+    /**
+     * Copies of the compose file and the override as this release ran them, in the state dir:
+     * a rollback runs these when the checkout has changed since (0.1 -> 0.2 in place).
+     */
+    saved: z.object({
+      composeFile: z.string(),
+      override: z.string().optional(),
+      /** SHA-256 of the checkout's compose file when copied (unchanged: the checkout's runs). */
+      sha256: z.string().optional(),
+    }).optional(),
   }).optional(),
+  /** The release line ("0.1", "0.2"); absent in older journals (then read from `release`). */
+  line: z.string().optional(),
+  /** How it was installed: absent = by cortex-install; "by-hand": found running, no journal. */
+  origin: z.enum(["by-hand"]).optional(),
 });
 export type Release = z.infer<typeof ReleaseSchema>;
 

@@ -22,9 +22,15 @@ import {
   type Journal,
   previousRelease,
   readJournal,
+  recordRelease,
   writeJournal,
 } from "../state/journal.ts";
 import { pruneAfterRun } from "../host/database.ts";
+import { byHandRelease, carriedNetwork, type Carry01, planCarry01 } from "../host/upgrade01.ts";
+import { isUpgrade01to02 } from "../host/upgrade01.ts";
+import { envRecord, parseEnv } from "../host/dotenv.ts";
+import { DEFAULT_HF_CACHE_DIR, DEFAULT_MODELS_DIR, ROOT_ENV } from "../layout.ts";
+import { dirname, join } from "node:path";
 import { acquireLock, type StateLock } from "../state/lock.ts";
 import { auditRun, type Verdict } from "../state/audit.ts";
 import { preflight } from "./preflight.ts";
@@ -54,6 +60,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
   let releaseName: string | undefined;
   const verdicts: Verdict[] = [];
   const dbEvents: DbEvent[] = [];
+  let forgetByHand: (() => void) | undefined;
   const end = (outcome: "ok" | "failed" | "interrupted", exitCode: number, error?: unknown) =>
     finish(ctx, o, journal!, {
       digest,
@@ -87,6 +94,32 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     }
     releaseName = policy.version ?? bundle.cortexVersion ?? release.release;
 
+    // Cortex 0.1 -> 0.2 in place: the 0.1 installed (the journal's, or one found running from
+    // this checkout, installed by hand), and the settings its backend/.env carries over.
+    // Until its files are written, a hand-installed 0.1 is only in this run's journal object.
+    let writeByHand: (() => Promise<void>) | undefined;
+    let carry: Carry01 | undefined;
+    if (release.settings.mode === "root-env") {
+      if (!currentRelease(journal) && !journal.inProgress) {
+        const found = await byHandRelease(ctx, o);
+        if (found) {
+          ctx.log.info(`Found Cortex 0.1 running from ${o.cortexDir} (installed by hand)`);
+          const idx = recordRelease(journal, found.release);
+          writeByHand = found.write;
+          forgetByHand = () => {
+            journal!.releases.splice(idx, 1);
+            delete journal!.current;
+          };
+        }
+      }
+      const rootEnv = await Deno.readTextFile(join(dirname(o.composeFile), ROOT_ENV))
+        .catch(() => undefined);
+      if (isUpgrade01to02(currentRelease(journal), policy.line)) {
+        carry = await planCarry01(o.cortexDir, rootEnv);
+      }
+      o = withCarriedPaths(o, carry, rootEnv);
+    }
+
     // A re-run of the installed, unchanged bundle: check, repair the stack if needed, done.
     if (!o.dryRun) {
       const quick = await timed(
@@ -111,6 +144,7 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
           bundle,
           digest: digest!,
           checkout,
+          ...(carry ? { carry } : {}),
         }),
     );
     const plan = prepared.plan;
@@ -118,6 +152,9 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     if (!(await o.confirm(plan))) {
       return { command: "install", ok: false, outcome: "cancelled", plan, durations };
     }
+    // The hand-installed 0.1's compose copy and image pins, for a rollback to it.
+    await writeByHand?.();
+    forgetByHand = undefined;
     const run: InstallRun = {
       ctx,
       options: o,
@@ -150,6 +187,8 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     durations.total = Math.round(performance.now() - t0);
     return run.report;
   } catch (e) {
+    // A run that stops before the hand-installed 0.1's files are written does not record it.
+    forgetByHand?.();
     if (journal && lock) {
       const code = e instanceof InstallError
         ? e.exitCode
@@ -208,4 +247,26 @@ async function finish(
     durationMs: Math.round(performance.now() - r.t0),
     error: r.error instanceof Error ? r.error.message : undefined,
   }, finishedAt);
+}
+
+/**
+ * Cortex 0.2 reads its models and HF cache dirs from the root .env: without --models-dir and
+ * --hf-cache-dir (their defaults), the root .env's values stay, else those carried from 0.1's
+ * backend/.env; without --offline/--online, 0.1's OFFLINE_MODE decides the network mode.
+ */
+function withCarriedPaths(
+  o: InstallOptions,
+  carry: Carry01 | undefined,
+  rootEnvText: string | undefined,
+): InstallOptions {
+  const root = envRecord(parseEnv(rootEnvText ?? ""));
+  const pick = (given: string, def: string, key: string) =>
+    given !== def ? given : (root[key]?.trim() || carry?.values[key]?.trim() || given);
+  const network = o.network ?? (carry ? carriedNetwork(carry) : undefined);
+  return {
+    ...o,
+    modelsDir: pick(o.modelsDir, DEFAULT_MODELS_DIR, "CORTEX_MODELS_DIR"),
+    hfCacheDir: pick(o.hfCacheDir, DEFAULT_HF_CACHE_DIR, "HF_CACHE_DIR"),
+    ...(network ? { network } : {}),
+  };
 }

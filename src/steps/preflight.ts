@@ -45,6 +45,8 @@ import { validateCompose } from "../host/stack.ts";
 import { planWheels } from "../host/wheels.ts";
 import { planModels } from "../host/models/plan.ts";
 import { planDatabase } from "../host/database.ts";
+import { planRegister } from "../host/register.ts";
+import { type Carry01, isUpgrade01to02 } from "../host/upgrade01.ts";
 import {
   engineChains,
   engineImages,
@@ -93,6 +95,8 @@ export interface PreflightInputs {
   digest: string;
   /** What the checkout's versions files say (VLLM_IMAGE preferred among engine builds). */
   checkout?: CheckoutVersions;
+  /** Cortex 0.1 -> 0.2 in place: the settings carried from backend/.env (upgrade01.ts). */
+  carry?: Carry01;
 }
 
 /** A secret generator that gives the same values to every plan of one preflight. */
@@ -112,7 +116,7 @@ function stableSecrets(): () => () => string {
 export async function preflight(
   ctx: Context,
   o: InstallOptions,
-  { journal, release, policy, bundle, digest, checkout }: PreflightInputs,
+  { journal, release, policy, bundle, digest, checkout, carry }: PreflightInputs,
 ): Promise<Prepared> {
   const line02 = release.settings.mode === "root-env";
   // Integrity problems found while reading the bundle (0.2: images.json against
@@ -370,6 +374,7 @@ export async function preflight(
       hostname: hostname(),
       generate: secrets(),
       services,
+      ...(carry ? { carried: carry.values } : {}),
     });
     return s02.settings;
   };
@@ -435,6 +440,24 @@ export async function preflight(
       ...(r.expectJson ? { expectJson: r.expectJson } : {}),
     }));
   const wheels = await planWheels(bundle, o.cortexDir);
+  // Cortex 0.2: the bundle's model records, registered through the gateway after `stack`; a
+  // bundle the gateway cannot see is refused here, before anything is written.
+  const register = line02
+    ? await planRegister({
+      bundle,
+      gateway: model.services.find((s) => s.name === "gateway"),
+      readinessUrl: readiness.find((r) => r.service === "gateway")?.url,
+      conflict: o.modelConflict,
+      user: s02!.detail.admin.user,
+      skip: o.skipStart
+        ? "--skip-start: the stack is not started"
+        : o.skipRegister
+        ? "--skip-register"
+        : o.skipModels
+        ? "--skip-models: the model files are not seeded"
+        : undefined,
+    })
+    : {};
   const cur2 = currentRelease(journal);
   const plan: InstallPlan = {
     bundle: {
@@ -507,6 +530,19 @@ export async function preflight(
     readiness: readiness.map((r) => r.url),
     missingImages: imagePlan.missing,
     database,
+    ...(register.plan ? { register: register.plan } : {}),
+    ...(register.skipped ? { registerSkipped: register.skipped } : {}),
+    ...(cur2 && isUpgrade01to02(cur2, policy.line)
+      ? {
+        from01: {
+          release: cur2.release,
+          installedBy: cur2.origin === "by-hand" ? "hand" : "cortex-install",
+          ...(carry?.from ? { carriedFrom: carry.from } : {}),
+          carried: carry?.shown ?? [],
+          notes: carry?.notes ?? [],
+        },
+      }
+      : {}),
   };
   return {
     release,
@@ -527,6 +563,7 @@ export async function preflight(
     readiness,
     plan,
     database,
+    ...(register.plan ? { register: register.plan } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { sha256OfFile } from "../hash.ts";
 import { overridePath } from "../layout.ts";
 import {
   beginRun,
+  type Journal,
   recordDbEvent,
   recordRelease,
   recordStep,
@@ -21,6 +22,7 @@ import {
   writeJournal,
 } from "../state/journal.ts";
 import { installInputs } from "./rerun.ts";
+import { saveStackFiles } from "../host/upgrade01.ts";
 import type { InstallRun, InstallStep } from "./types.ts";
 import { verifyFilesStep } from "./verify_files.ts";
 import { loadStep } from "./load_images.ts";
@@ -31,6 +33,7 @@ import { stackStep } from "./stack.ts";
 import { wheelsStep } from "./wheels.ts";
 import { backupDbStep } from "./backup_db.ts";
 import { restoreDbStep } from "./restore_db.ts";
+import { registerModelsStep } from "./register_models.ts";
 
 /**
  * The steps of `install` after the preflight, in order. `backup` comes first of the steps that
@@ -39,6 +42,7 @@ import { restoreDbStep } from "./restore_db.ts";
  * so a damaged one stops the run before any image is loaded or any setting written (images
  * cannot be staged that way: `docker load` is the write). `database` comes after `settings` and
  * before `stack`, so the bundle's dump is in before the gateway's first start (restore_db.ts).
+ * `register` comes last: Cortex's API needs the healthy stack, and its failure rolls nothing back.
  */
 export const INSTALL_STEPS: readonly InstallStep[] = [
   verifyFilesStep,
@@ -50,6 +54,7 @@ export const INSTALL_STEPS: readonly InstallStep[] = [
   settingsStep,
   restoreDbStep,
   stackStep,
+  registerModelsStep,
 ];
 
 /**
@@ -74,6 +79,7 @@ export async function runSteps(
   }
   await save();
   let hostChanged = false;
+  let stackDone = false;
   for (const step of steps) {
     if (step.when && !step.when(run)) continue;
     recordStep(journal, step.name, "running");
@@ -84,6 +90,13 @@ export async function runSteps(
       const result = await step.run(run);
       Object.assign(report, result.report);
     } catch (e) {
+      if (stackDone) {
+        // A step after a healthy stack (register) failed: the release is installed and runs;
+        // record it so (the run stays unfinished, and the next one does the rest).
+        recordInstalled(journal, await releaseRecord(run, "installed"));
+        await save();
+        throw e;
+      }
       if (run.previous && e instanceof InstallError && e.exitCode === ExitCode.Stack) {
         await rollBack(run, e);
       }
@@ -93,9 +106,39 @@ export async function runSteps(
     }
     recordStep(journal, step.name, "done");
     await save();
+    stackDone ||= step.name === "stack";
   }
-  recordRelease(journal, await releaseRecord(run, "installed"));
+  recordInstalled(journal, await releaseRecord(run, "installed"));
   await save();
+}
+
+/** The least time an automatic rollback waits for the release it returns to. */
+export const ROLLBACK_MIN_WAIT_SEC = 120;
+
+/**
+ * Records the release as installed. A run of the bundle already current (a re-run, or the end
+ * of a run whose `register` failed after the release was recorded) updates that record instead of
+ * adding a second one (a rollback must go to the release before it, not to itself), keeping the
+ * env-file backups of the first run: what a rollback restores is the content before the release
+ * was first installed.
+ */
+export function recordInstalled(journal: Journal, rel: Release): number {
+  const idx = journal.current;
+  const cur = idx === undefined ? undefined : journal.releases[idx];
+  if (!cur || cur.bundleDigest !== rel.bundleDigest || cur.outcome !== "installed") {
+    return recordRelease(journal, rel);
+  }
+  const envFiles: Release["envFiles"] = {};
+  for (const [path, f] of Object.entries(rel.envFiles)) {
+    const backup = cur.envFiles[path]?.backup ?? f.backup;
+    envFiles[path] = { ...f, ...(backup ? { backup } : {}) };
+  }
+  journal.releases[idx!] = {
+    ...rel,
+    envFiles,
+    ...(cur.dbBackup ? { dbBackup: cur.dbBackup } : {}),
+  };
+  return idx!;
 }
 
 /**
@@ -143,8 +186,22 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
     const idx = p.indexes.get(img.file);
     if (img.role && idx?.images[0]?.repoTags[0]) engineRefs[img.role] = idx.images[0].repoTags[0];
   }
+  const release = p.plan.bundle.release ?? "unknown";
+  // A copy of the compose file and override as they run now: a rollback to this release runs
+  // them even after the checkout was updated in place (0.1 -> 0.2).
+  let saved: { composeFile: string; override?: string; sha256?: string } | undefined;
+  try {
+    saved = await saveStackFiles(o.stateDir, release, p.digest, {
+      composeFile: o.composeFile,
+      override: overridePath(o.composeFile),
+      cortexDir: o.cortexDir,
+    });
+  } catch (e) {
+    ctx.log.warn(`Cannot keep a copy of the compose files in ${o.stateDir}: ${e}`);
+  }
   return {
-    release: p.plan.bundle.release ?? "unknown",
+    release,
+    line: p.policy.line,
     bundleDigest: p.digest,
     bundleDir: p.bundle.dir,
     installedAt: ctx.now().toISOString(),
@@ -160,6 +217,7 @@ async function releaseRecord(run: InstallRun, outcome: Release["outcome"]): Prom
       profiles: p.profiles,
       compose: p.compose.major === 1 ? "v1" : "v2",
       readiness: p.readiness,
+      ...(saved ? { saved } : {}),
     },
     inputs: await installInputs(o),
   };
@@ -180,7 +238,9 @@ async function rollBack(run: InstallRun, e: InstallError): Promise<never> {
   let restored: string;
   try {
     const r = await rollbackTo(ctx, journal, {
-      waitTimeoutSec: o.waitTimeoutSec,
+      // --wait-timeout bounds the wait for the new release; the release returned to gets at least
+      // ROLLBACK_MIN_WAIT_SEC (giving up on it early would leave no working release).
+      waitTimeoutSec: Math.max(o.waitTimeoutSec, ROLLBACK_MIN_WAIT_SEC),
       from,
       stack: failed.stack!,
       // The failed release's database is of no use: no backup of it first.

@@ -20,6 +20,9 @@ import type { LoadReport } from "../images/load.ts";
 import type { DbBackup, DbEvent, Journal, Release } from "../state/journal.ts";
 import type { DatabasePlan } from "../host/database.ts";
 import type { Verdict } from "../state/audit.ts";
+import type { ModelConflict } from "../host/cortex_api.ts";
+import type { RegisterPlan } from "../host/register.ts";
+import type { RegisterReport } from "./register_models.ts";
 import {
   DEFAULT_COMPOSE,
   DEFAULT_HF_CACHE_DIR,
@@ -66,6 +69,10 @@ export interface InstallOptions {
   restoreDb: boolean;
   /** Leave the database alone: no backup before an upgrade, no restore of the bundle's dump. */
   skipDb: boolean;
+  /** What Cortex does with a model record whose served name is registered (`--model-conflict`). */
+  modelConflict: ModelConflict;
+  /** Do not register the bundle's model records in Cortex (`--skip-register`). */
+  skipRegister: boolean;
   /** Compute and return the plan; change nothing (no lock either). */
   dryRun: boolean;
   /** Asked once with the plan; false cancels before any write. */
@@ -104,6 +111,8 @@ export function installOptions(i: InstallInputs): InstallOptions {
     keepBackups: DEFAULT_KEEP_BACKUPS,
     restoreDb: false,
     skipDb: false,
+    modelConflict: "skip",
+    skipRegister: false,
     dryRun: false,
     confirm: () => Promise.resolve(true),
     argv: [],
@@ -162,6 +171,21 @@ export interface InstallPlan {
   missingImages: { service: string; ref: string }[];
   /** Backup before an upgrade, restore of the bundle's dump, and what will not happen and why. */
   database: DatabasePlan;
+  /** Cortex 0.2: the bundle's model records registered in Cortex after `stack` (no password). */
+  register?: RegisterPlan;
+  /** Why the bundle's model records will not be registered (e.g. --skip-start). */
+  registerSkipped?: string;
+  /**
+   * Cortex 0.1 -> 0.2 in place: the 0.1 upgraded (installed by cortex-install or by hand) and
+   * the settings carried from its backend/.env into the root .env (secret values hidden).
+   */
+  from01?: {
+    release: string;
+    installedBy: "cortex-install" | "hand";
+    carriedFrom?: string;
+    carried: { key: string; value: string }[];
+    notes: string[];
+  };
 }
 
 export interface InstallReport {
@@ -182,6 +206,8 @@ export interface InstallReport {
   urls?: string[];
   /** What was done to the database: backups taken, dumps restored, a rollback's restore, pruning. */
   database?: DatabaseReport;
+  /** Cortex 0.2: each model record registered in Cortex (created, skipped, replaced). */
+  register?: RegisterReport;
   durations: Record<string, number>;
 }
 
@@ -226,6 +252,8 @@ export interface Prepared {
   readiness: Readiness[];
   plan: InstallPlan;
   database: DatabasePlan;
+  /** The model registration after `stack` (host/register.ts). */
+  register?: RegisterPlan;
 }
 
 /** One install under way, handed to each step. */
