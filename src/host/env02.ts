@@ -8,9 +8,9 @@
  */
 import { parse as parseYaml } from "yaml";
 import {
+  ENV_KEY_RE,
   type EnvChange,
   type EnvDoc,
-  ENV_KEY_RE,
   envRecord,
   parseEnv,
   redact,
