@@ -232,6 +232,11 @@ export function policyForLine(p: ReleasePolicies, line: string): ReleaseManifest
  * paths it does not pin. The line is chosen from bundle.json, which no checksum covers, so a
  * rewritten bundle.json must not be able to pick a line without pins.
  */
+/** The pin of a bundle path, if any (own keys only: a file named `constructor` has no pin). */
+export function pinOf(pins: Record<string, string>, path: string): string | undefined {
+  return Object.hasOwn(pins, path) ? pins[path] : undefined;
+}
+
 export function pinsFor(p: ReleasePolicies, policy: ReleaseManifest): Record<string, string> {
   const out: Record<string, string> = {};
   for (const l of p.lines) Object.assign(out, l.pins);

@@ -278,7 +278,11 @@ export async function composePortWants(
   if (text === undefined) return undefined;
   const dir = composeFile.slice(0, composeFile.lastIndexOf("/")) || ".";
   const dotEnv = parseDotEnv((await readText(`${dir}/${ROOT_ENV}`)) ?? "");
-  return portsFromCompose(text, (k) => env(k) ?? dotEnv[k]);
+  return portsFromCompose(
+    text,
+    (k) => env(k) ?? (Object.hasOwn(dotEnv, k) ? dotEnv[k] : undefined),
+    composeFile,
+  );
 }
 
 /**

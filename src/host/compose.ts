@@ -131,7 +131,8 @@ function interpolateTree(node: unknown, lookup: Lookup, onUnset: (n: string) => 
   if (typeof node === "string") return interpolate(node, lookup, onUnset);
   if (Array.isArray(node)) return node.map((x) => interpolateTree(x, lookup, onUnset));
   if (node && typeof node === "object") {
-    const out: Record<string, unknown> = {};
+    // Null prototype: a `__proto__:` key of the file is a plain key.
+    const out: Record<string, unknown> = Object.create(null);
     for (const [k, v] of Object.entries(node)) out[k] = interpolateTree(v, lookup, onUnset);
     return out;
   }
@@ -189,15 +190,56 @@ export function parsePortEntry(
   return { hostIp, ports: parts[0] ? expandRange(parts[0]) : [], protocol };
 }
 
+/** The most host ports one compose file may publish in total (ranges expanded). */
+export const MAX_HOST_PORTS = 4096;
+
 /** `9000-9002` -> [9000, 9001, 9002] (at most 1000 ports); `8080` -> [8080]; else []. */
 export function expandRange(s: string): number[] {
-  const m = s.trim().match(/^(\d+)(?:-(\d+))?$/);
+  const m = s.trim().match(/^(\d{1,5})(?:-(\d{1,5}))?$/);
   if (!m) return [];
   const a = Number(m[1]);
-  const b = m[2] ? Number(m[2]) : a;
+  const b = Math.min(m[2] ? Number(m[2]) : a, 65535);
   const out: number[] = [];
   for (let p = a; p <= b && out.length < 1000; p++) out.push(p);
   return out;
+}
+
+/** Counts expanded host ports against MAX_HOST_PORTS; throws a preflight error naming the cap. */
+export function portBudget(file: string): (ports: number[]) => number[] {
+  let total = 0;
+  return (ports) => {
+    total += ports.length;
+    if (total > MAX_HOST_PORTS) {
+      throw preflightError(
+        "preflight",
+        `Cannot read compose file "${file}": its ports: entries publish more than ${MAX_HOST_PORTS} host ports (the port cap)`,
+        "List the ports the stack uses; a range of thousands of ports is not a Cortex compose file.",
+      );
+    }
+    return ports;
+  };
+}
+
+/**
+ * Parses a compose YAML text and interpolates its values: the one compose reading of the
+ * installer (install, plan, doctor). YAML errors (alias bombs included: the parser caps aliases),
+ * `${VAR:?}` of unset variables and bad `${` are preflight errors naming the file.
+ */
+export function composeDocument(
+  file: string,
+  text: string,
+  lookup: Lookup,
+  onUnset: (name: string) => void = () => {},
+): unknown {
+  try {
+    return interpolateTree(parseYaml(text), lookup, onUnset);
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Fix the compose file or set the variable it requires.",
+    );
+  }
 }
 
 /** Host ports of one `ports:` entry (short or long syntax); [] for container-only entries. */
@@ -244,20 +286,14 @@ export function parseCompose(
   text: string,
   opts: ReadComposeOptions & { dotenvText?: string } = {},
 ): ComposeModel {
-  const fileVars = opts.dotenvText !== undefined ? envRecord(parseEnv(opts.dotenvText)) : {};
+  const fileVars: Record<string, string> = opts.dotenvText !== undefined
+    ? envRecord(parseEnv(opts.dotenvText))
+    : Object.create(null);
   const env = opts.env ?? {};
-  const lookup: Lookup = (n) => Object.hasOwn(env, n) ? env[n] : fileVars[n];
+  const lookup: Lookup = (n) =>
+    Object.hasOwn(env, n) ? env[n] : Object.hasOwn(fileVars, n) ? fileVars[n] : undefined;
   const unset = new Set<string>();
-  let doc: unknown;
-  try {
-    doc = interpolateTree(parseYaml(text), lookup, (n) => unset.add(n));
-  } catch (e) {
-    throw preflightError(
-      "preflight",
-      `Cannot read compose file "${file}": ${(e as Error).message}`,
-      "Fix the compose file or set the variable it requires.",
-    );
-  }
+  const doc = composeDocument(file, text, lookup, (n) => unset.add(n));
   if (
     !doc || typeof doc !== "object" || typeof (doc as { services?: unknown }).services !== "object"
   ) {
@@ -270,6 +306,7 @@ export function parseCompose(
     : defaultProjectName(dir === "." ? Deno.cwd() : dir);
   const active = new Set(opts.profiles ?? []);
   const services: ComposeService[] = [];
+  const budget = portBudget(file);
   for (const [name, raw] of Object.entries(top.services ?? {})) {
     const s = raw ?? {};
     const profiles = strList(s.profiles);
@@ -279,7 +316,7 @@ export function parseCompose(
       build: s.build !== undefined && s.build !== null,
       healthcheck: !!s.healthcheck &&
         !(s.healthcheck as Record<string, unknown>).disable,
-      ports: Array.isArray(s.ports) ? s.ports.flatMap(hostPorts) : [],
+      ports: Array.isArray(s.ports) ? s.ports.flatMap((e) => budget(hostPorts(e))) : [],
       env_file: strList(s.env_file),
       depends_on: strList(s.depends_on),
       profiles,
