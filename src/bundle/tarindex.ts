@@ -302,7 +302,7 @@ async function walk(
   onEntry: (e: TarEntry) => Promise<number> | number,
   signal?: AbortSignal,
 ): Promise<void> {
-  let global: Record<string, string> = Object.create(null);
+  const global: Record<string, string> = Object.create(null);
   let pax: Record<string, string> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
@@ -678,6 +678,7 @@ function annotation(a: unknown, key: string): string | undefined {
 /** A ref from a tar: whitespace or control characters inside it are an error. */
 function tarRef(ref: string): string {
   const r = normalizeRef(ref);
+  // deno-lint-ignore no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(r) || r === "") {
     throw new TarFormatError(`image name ${JSON.stringify(ref)} is not a valid reference`);
   }
