@@ -64,3 +64,21 @@ Deno.test("issue 10: Admin-UI settings keys are checked and cannot reach Object.
     assert.equal(m.settings.toString, undefined);
   });
 });
+
+Deno.test("issue 10: refs with whitespace are refused in manifest.json and images.json", async (t) => {
+  const { parseScriptManifest } = await import("./manifests.ts");
+  const { parseImagesJson } = await import("./bundle02.ts");
+  for (const ref of ["postgres:16 x", "postgres:16\n", " postgres:16", "post\tgres"]) {
+    await t.step(JSON.stringify(ref), () => {
+      const m = { images: { infrastructure: [{ name: ref, file: "images/p.tar" }] } };
+      assert.throws(() => parseScriptManifest(JSON.stringify(m), "manifest.json"), InstallError);
+      const entry = { ref, file: "images/p.tar" };
+      // The same entry with a good ref parses.
+      parseImagesJson(JSON.stringify([{ ...entry, ref: "postgres:16" }]), "images.json");
+      assert.throws(
+        () => parseImagesJson(JSON.stringify([entry]), "images.json"),
+        InstallError,
+      );
+    });
+  }
+});

@@ -15,8 +15,14 @@ const BundleFileName = z.string().min(1).refine(
 );
 
 /** An engine entry: `name` is untagged; the tag sits in `version` (vLLM) or `tag` (llama.cpp). */
+/** An image name or ref: no whitespace or control characters (they are not refs, and print badly). */
+const RefText = z.string().min(1).regex(
+  /^[^\s\p{Cc}]+$/u,
+  "must be an image reference (no spaces or control characters)",
+);
+
 export const ScriptEngineSchema = z.looseObject({
-  name: z.string().min(1),
+  name: RefText,
   version: z.string().min(1).optional(),
   tag: z.string().min(1).optional(),
   file: BundleFileName,
@@ -25,7 +31,7 @@ export const ScriptEngineSchema = z.looseObject({
 
 /** An infrastructure entry: `name` is the full ref, except dcgm-exporter which has no tag. */
 export const ScriptInfraSchema = z.looseObject({
-  name: z.string().min(1),
+  name: RefText,
   file: BundleFileName,
   purpose: z.string().optional(),
 });
