@@ -1,0 +1,7 @@
+/** Every fuzz target, in report order. */
+import type { Target } from "./harness.ts";
+import { BUNDLE_TARGETS } from "./targets_bundle.ts";
+
+export const TARGETS: Target[] = [
+  ...BUNDLE_TARGETS,
+];
