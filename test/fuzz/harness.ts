@@ -145,7 +145,9 @@ export async function runCase(t: Target, input: Uint8Array): Promise<Outcome> {
 
 /** Saves a failing case; returns its path (named by content, so a rerun does not duplicate). */
 export async function saveRegression(target: string, input: Uint8Array): Promise<string> {
-  const hex = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", input as Uint8Array<ArrayBuffer>)))
+  const hex = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", input as Uint8Array<ArrayBuffer>)),
+  )
     .map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
   const dir = `${REGRESSIONS_DIR}/${target}`;
   await Deno.mkdir(dir, { recursive: true });
@@ -248,9 +250,16 @@ export function mutateBytes(rng: Rng, b: Uint8Array): Uint8Array {
         b.slice(at),
       ]);
     case 7: // line endings to CRLF, or a BOM in front
-      return rng.chance(0.5) ? enc.encode(dec.decode(b).replaceAll("\n", "\r\n")) : concat([enc.encode("\uFEFF"), b]);
+      return rng.chance(0.5)
+        ? enc.encode(dec.decode(b).replaceAll("\n", "\r\n"))
+        : concat([enc.encode("\uFEFF"), b]);
     default: // replace a digit run by a huge number
-      return enc.encode(dec.decode(b).replace(/\d+/, rng.pick(["99999999999999999999", "-1", "1e400", "0".repeat(5000) + "1"])));
+      return enc.encode(
+        dec.decode(b).replace(
+          /\d+/,
+          rng.pick(["99999999999999999999", "-1", "1e400", "0".repeat(5000) + "1"]),
+        ),
+      );
   }
 }
 
@@ -269,13 +278,24 @@ function nastyJson(rng: Rng, depth = 0): unknown {
     case 1:
       return rng.pick([0, -1, 1e308, 2 ** 53 + 1, 1.5, -0]);
     case 2:
-      return rng.pick(["", "\0", "a\nb", "\u2028", "x".repeat(10_000), "../../etc", "/abs", "sha256:" + "g".repeat(64)]);
+      return rng.pick([
+        "",
+        "\0",
+        "a\nb",
+        "\u2028",
+        "x".repeat(10_000),
+        "../../etc",
+        "/abs",
+        "sha256:" + "g".repeat(64),
+      ]);
     case 3:
       return true;
     case 4:
       return depth < 3 ? [nastyJson(rng, depth + 1)] : [];
     case 5:
-      return depth < 3 ? { [rng.pick(["__proto__", "constructor", "toString", "x"])]: nastyJson(rng, depth + 1) } : {};
+      return depth < 3
+        ? { [rng.pick(["__proto__", "constructor", "toString", "x"])]: nastyJson(rng, depth + 1) }
+        : {};
     case 6: { // deep nesting
       const n = rng.pick([50, 1000, 5000]);
       return JSON.parse("[".repeat(n) + "]".repeat(n));
@@ -314,14 +334,19 @@ export function mutateJson(rng: Rng, b: Uint8Array): Uint8Array {
   for (let i = 0, n = 1 + rng.int(3); i < n; i++) {
     const { parent, key } = rng.pick(nodes);
     const r = rng.int(4);
-    if (r === 0 && !Array.isArray(parent)) delete (parent as Record<string, unknown>)[key as string];
-    else if (r === 1 && !Array.isArray(parent)) {
-      Object.defineProperty(parent, rng.pick(["__proto__", "constructor", "toString", `${key}\n`]), {
-        value: nastyJson(rng),
-        enumerable: true,
-        configurable: true,
-        writable: true,
-      });
+    if (r === 0 && !Array.isArray(parent)) {
+      delete (parent as Record<string, unknown>)[key as string];
+    } else if (r === 1 && !Array.isArray(parent)) {
+      Object.defineProperty(
+        parent,
+        rng.pick(["__proto__", "constructor", "toString", `${key}\n`]),
+        {
+          value: nastyJson(rng),
+          enumerable: true,
+          configurable: true,
+          writable: true,
+        },
+      );
     } else if (r === 2 && Array.isArray(parent)) {
       for (let k = 0, m = rng.pick([2, 50, 2000]); k < m; k++) parent.push(parent[key as number]);
     } else (parent as Record<string | number, unknown>)[key] = nastyJson(rng);
@@ -335,7 +360,7 @@ export function mutateJson(rng: Rng, b: Uint8Array): Uint8Array {
 /** A YAML alias bomb (10 levels of 10 references) spliced into a document. */
 export function yamlAliasBomb(rng: Rng): string {
   const width = rng.pick([5, 10]);
-  let text = `x-a: &a ["lol"${",\"lol\"".repeat(width - 1)}]\n`;
+  let text = `x-a: &a ["lol"${',"lol"'.repeat(width - 1)}]\n`;
   for (let i = 1; i < 10; i++) {
     const prev = String.fromCharCode(96 + i);
     const cur = String.fromCharCode(97 + i);

@@ -21,27 +21,35 @@ function arg(name: string): string | undefined {
 }
 
 function usage(msg: string): never {
-  console.error(`error: ${msg}\nusage: deno task fuzz [--seed N] [--count N | --long] [--target a,b] [--report] [--no-save]`);
+  console.error(
+    `error: ${msg}\nusage: deno task fuzz [--seed N] [--count N | --long] [--target a,b] [--report] [--no-save]`,
+  );
   Deno.exit(2);
 }
 
 const seedText = arg("--seed");
 const seed = seedText === undefined ? DEFAULT_SEED : Number(seedText);
-if (!Number.isSafeInteger(seed) || seed < 0) usage(`--seed must be a non-negative integer, got ${seedText}`);
+if (!Number.isSafeInteger(seed) || seed < 0) {
+  usage(`--seed must be a non-negative integer, got ${seedText}`);
+}
 const countText = arg("--count");
 const count = countText !== undefined
   ? Number(countText)
   : Deno.args.includes("--long")
   ? DEFAULT_COUNT * LONG_FACTOR
   : DEFAULT_COUNT;
-if (!Number.isSafeInteger(count) || count < 1) usage(`--count must be a positive integer, got ${countText}`);
+if (!Number.isSafeInteger(count) || count < 1) {
+  usage(`--count must be a positive integer, got ${countText}`);
+}
 const only = arg("--target")?.split(",");
 const targets = only ? TARGETS.filter((t) => only.includes(t.name)) : TARGETS;
 if (only && targets.length !== only.length) {
   usage(`unknown target in ${only.join(",")}; targets: ${TARGETS.map((t) => t.name).join(", ")}`);
 }
 
-console.log(`fuzz: seed ${seed}, ${count} cases per target (times its weight), ${targets.length} targets`);
+console.log(
+  `fuzz: seed ${seed}, ${count} cases per target (times its weight), ${targets.length} targets`,
+);
 const t0 = performance.now();
 const results: TargetResult[] = await runTargets(targets, {
   seed,
@@ -53,7 +61,9 @@ const results: TargetResult[] = await runTargets(targets, {
         `${String(r.accepted).padStart(5)} accepted  ${String(r.refused).padStart(5)} refused  ` +
         `max ${Math.round(r.maxMs)} ms`,
     );
-    for (const f of r.failures) console.log(`     ${f.why}${f.saved ? `\n     saved: ${f.saved}` : ""}`);
+    for (const f of r.failures) {
+      console.log(`     ${f.why}${f.saved ? `\n     saved: ${f.saved}` : ""}`);
+    }
   },
 });
 const secs = (performance.now() - t0) / 1000;

@@ -1,5 +1,7 @@
 /** Writes docs/RELIABILITY.md from a fuzz run (stub until the generator lands). */
 import type { TargetResult } from "./run.ts";
-export function writeReport(_r: { seed: number; count: number; results: TargetResult[]; seconds: number }): Promise<string> {
+export function writeReport(
+  _r: { seed: number; count: number; results: TargetResult[]; seconds: number },
+): Promise<string> {
   return Promise.resolve("");
 }

@@ -1,5 +1,12 @@
 /** Runs fuzz targets: the loop shared by `deno task fuzz`, the CI short form and the report. */
-import { DEFAULT_SEED, type Outcome, Rng, runCase, saveRegression, type Target } from "./harness.ts";
+import {
+  DEFAULT_SEED,
+  type Outcome,
+  Rng,
+  runCase,
+  saveRegression,
+  type Target,
+} from "./harness.ts";
 
 /** What one target did. */
 export interface TargetResult {

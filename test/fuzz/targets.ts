@@ -1,7 +1,9 @@
 /** Every fuzz target, in report order. */
 import type { Target } from "./harness.ts";
 import { BUNDLE_TARGETS } from "./targets_bundle.ts";
+import { TAR_TARGETS } from "./targets_tar.ts";
 
 export const TARGETS: Target[] = [
   ...BUNDLE_TARGETS,
+  ...TAR_TARGETS,
 ];

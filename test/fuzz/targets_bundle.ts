@@ -12,24 +12,12 @@ import {
   parseImagesJson,
   parseModelManifest,
 } from "../../src/bundle/bundle02.ts";
-import {
-  EMBEDDED_MANIFEST_URL,
-  parseReleasePolicies,
-} from "../../src/bundle/release.ts";
+import { EMBEDDED_MANIFEST_URL, parseReleasePolicies } from "../../src/bundle/release.ts";
 import { readBundle } from "../../src/bundle/read.ts";
 import { loadReleasePolicies } from "../../src/bundle/release.ts";
 import { parseScriptVersionsEnv, parseVersionsEnv } from "../../src/host/checkout.ts";
 import { copyBundle, DEFAULT_MODEL, fakeBundle02 } from "../support/bundle02.ts";
-import {
-  bytes,
-  mutate,
-  mutateJson,
-  prop,
-  REPO,
-  type Rng,
-  type Target,
-  utf8,
-} from "./harness.ts";
+import { bytes, mutate, mutateJson, prop, REPO, type Rng, type Target, utf8 } from "./harness.ts";
 
 const PROTO_KEYS = ["__proto__", "constructor", "toString", "hasOwnProperty", "valueOf"];
 
@@ -37,7 +25,10 @@ const PROTO_KEYS = ["__proto__", "constructor", "toString", "hasOwnProperty", "v
 function noProtoLeak(o: Record<string, unknown>, what: string) {
   for (const k of PROTO_KEYS) {
     const v = o[k];
-    prop(v === undefined || typeof v === "string" || Object.hasOwn(o, k), `${what}[${k}] is inherited`);
+    prop(
+      v === undefined || typeof v === "string" || Object.hasOwn(o, k),
+      `${what}[${k}] is inherited`,
+    );
     prop(typeof v !== "function", `${what}[${k}] is a function`);
   }
 }
@@ -61,7 +52,12 @@ async function setup02() {
   built["model"] = [read(admin.dir, `models/${DEFAULT_MODEL.served}/manifest.json`)];
   await script.cleanup();
   bundleDir = admin.dir;
-  bundleFiles = ["bundle.json", "images.json", "checksums.sha256", `models/${DEFAULT_MODEL.served}/manifest.json`];
+  bundleFiles = [
+    "bundle.json",
+    "images.json",
+    "checksums.sha256",
+    `models/${DEFAULT_MODEL.served}/manifest.json`,
+  ];
   release = await loadReleasePolicies();
 }
 
@@ -70,30 +66,39 @@ async function teardown02() {
   bundleDir = undefined;
 }
 
-const SCRIPT_MANIFEST_01 = JSON.stringify({
-  created: "2025-06-01T10:00:00Z",
-  cortex_version: "0.1.1",
-  prepared_by: "prepare-offline-deployment.sh",
-  images: {
-    engines: [
-      { name: "vllm/vllm-openai", version: "v0.6.3", file: "images/vllm.tar", purpose: "engine" },
-      { name: "ghcr.io/ggml-org/llama.cpp", tag: "server-cuda", file: "images/llamacpp.tar" },
-    ],
-    infrastructure: [
-      { name: "postgres:16", file: "images/postgres.tar", purpose: "database" },
-      { name: "nvidia/dcgm-exporter", file: "images/dcgm.tar", purpose: "optional metrics" },
-    ],
+const SCRIPT_MANIFEST_01 = JSON.stringify(
+  {
+    created: "2025-06-01T10:00:00Z",
+    cortex_version: "0.1.1",
+    prepared_by: "prepare-offline-deployment.sh",
+    images: {
+      engines: [
+        { name: "vllm/vllm-openai", version: "v0.6.3", file: "images/vllm.tar", purpose: "engine" },
+        { name: "ghcr.io/ggml-org/llama.cpp", tag: "server-cuda", file: "images/llamacpp.tar" },
+      ],
+      infrastructure: [
+        { name: "postgres:16", file: "images/postgres.tar", purpose: "database" },
+        { name: "nvidia/dcgm-exporter", file: "images/dcgm.tar", purpose: "optional metrics" },
+      ],
+    },
+    deployment_notes: ["load images", "start"],
   },
-  deployment_notes: ["load images", "start"],
-}, null, 2);
+  null,
+  2,
+);
 
-const ADMIN_MANIFEST_01 = JSON.stringify({
-  cortex_version: "0.1.1",
-  VLLM_IMAGE: "vllm/vllm-openai:v0.6.3",
-  settings: { CORTEX_MODELS_DIR: "/var/cortex/models", OFFLINE_MODE: true, HF_CACHE_DIR: null },
-}, null, 2);
+const ADMIN_MANIFEST_01 = JSON.stringify(
+  {
+    cortex_version: "0.1.1",
+    VLLM_IMAGE: "vllm/vllm-openai:v0.6.3",
+    settings: { CORTEX_MODELS_DIR: "/var/cortex/models", OFFLINE_MODE: true, HF_CACHE_DIR: null },
+  },
+  null,
+  2,
+);
 
-const CHECKSUMS_01 = `${"a".repeat(64)}  images/vllm.tar\n${"B".repeat(64)} *models/m 1/config.json\n` +
+const CHECKSUMS_01 =
+  `${"a".repeat(64)}  images/vllm.tar\n${"B".repeat(64)} *models/m 1/config.json\n` +
   `\\${"c".repeat(64)}  models/odd\\nname\n`;
 
 function seeds(name: string, extra: Uint8Array[] = []): Uint8Array[] {
@@ -130,9 +135,11 @@ export const BUNDLE_TARGETS: Target[] = [
   {
     name: "manifest01-script",
     group: "bundle index",
-    parser: "parseScriptManifest (src/bundle/manifests.ts): 0.1 `make prepare-offline` manifest.json",
+    parser:
+      "parseScriptManifest (src/bundle/manifests.ts): 0.1 `make prepare-offline` manifest.json",
     onBadInput: "preflight error (exit 3) naming the file and the bad field",
-    property: "every accepted image name is a reference without whitespace or control characters; " +
+    property:
+      "every accepted image name is a reference without whitespace or control characters; " +
       "every file is a safe relative path",
     gen: jsonGen(() => [bytes(SCRIPT_MANIFEST_01)]),
     check(input) {
@@ -148,7 +155,8 @@ export const BUNDLE_TARGETS: Target[] = [
     group: "bundle index",
     parser: "parseAdminManifest (src/bundle/manifests.ts): 0.1 Admin-UI export manifest.json",
     onBadInput: "preflight error (exit 3) naming the file and the bad field",
-    property: "settings keys are variable names; values are strings; no key reaches Object.prototype",
+    property:
+      "settings keys are variable names; values are strings; no key reaches Object.prototype",
     gen: jsonGen(() => [bytes(ADMIN_MANIFEST_01)]),
     check(input) {
       const m = parseAdminManifest(utf8(input), "manifest.json");
@@ -217,7 +225,9 @@ export const BUNDLE_TARGETS: Target[] = [
       const p = parseReleasePolicies(utf8(input), "manifest.json");
       for (const l of p.lines) {
         for (const map of [l.env.offline, l.env.online, l.env.paths]) {
-          for (const k of Object.keys(map)) prop(/^[A-Za-z_][A-Za-z0-9_]*$/.test(k), `env key ${JSON.stringify(k)}`);
+          for (const k of Object.keys(map)) {
+            prop(/^[A-Za-z_][A-Za-z0-9_]*$/.test(k), `env key ${JSON.stringify(k)}`);
+          }
         }
         for (const d of Object.values(l.pins)) prop(/^[0-9a-f]{64}$/.test(d), `pin ${d}`);
       }
@@ -228,9 +238,17 @@ export const BUNDLE_TARGETS: Target[] = [
     group: "bundle index",
     parser: "parseVersionsEnv / parseScriptVersionsEnv (src/host/checkout.ts): versions.env",
     onBadInput: "lines that are not assignments are skipped; never an exception",
-    property: "never throws; keys are variable names, values strings; no key reaches Object.prototype",
+    property:
+      "never throws; keys are variable names, values strings; no key reaches Object.prototype",
     gen: (rng) =>
-      mutate(rng, rng.pick([fixture("cortex-v0.2.0/versions.env"), fixture("cortex-v0.1.1/scripts/versions.env")]), 4),
+      mutate(
+        rng,
+        rng.pick([
+          fixture("cortex-v0.2.0/versions.env"),
+          fixture("cortex-v0.1.1/scripts/versions.env"),
+        ]),
+        4,
+      ),
     check(input) {
       for (const r of [parseVersionsEnv(utf8(input)), parseScriptVersionsEnv(utf8(input))]) {
         for (const [k, v] of Object.entries(r)) {
@@ -244,9 +262,12 @@ export const BUNDLE_TARGETS: Target[] = [
   {
     name: "bundle02-folder",
     group: "bundle index",
-    parser: "readBundle (src/bundle/read.ts, read02.ts): a whole 0.2 bundle folder, one index file damaged",
-    onBadInput: "preflight error (exit 3) for unreadable indexes; integrity problems listed for verify (exit 4)",
-    property: "every bundle file path is relative and inside the folder; a file listed with a digest " +
+    parser:
+      "readBundle (src/bundle/read.ts, read02.ts): a whole 0.2 bundle folder, one index file damaged",
+    onBadInput:
+      "preflight error (exit 3) for unreadable indexes; integrity problems listed for verify (exit 4)",
+    property:
+      "every bundle file path is relative and inside the folder; a file listed with a digest " +
       "keeps a 64-hex digest",
     weight: 0.3,
     setup: setup02,
@@ -263,12 +284,17 @@ export const BUNDLE_TARGETS: Target[] = [
     async check(input) {
       const dir = await copyBundle(bundleDir!);
       try {
-        await Deno.writeFile(join(dir, bundleFiles[input[0] % bundleFiles.length]), input.subarray(1));
+        await Deno.writeFile(
+          join(dir, bundleFiles[input[0] % bundleFiles.length]),
+          input.subarray(1),
+        );
         const b = await readBundle(dir, release!);
         for (const f of b.files) {
           prop(!f.path.startsWith("/") && !f.path.split("/").includes(".."), `path ${f.path}`);
           prop(f.abs.startsWith(dir + "/"), `abs ${f.abs}`);
-          if (f.expected) prop(/^[0-9a-f]{64}$/.test(f.expected.sha256), `expected ${f.expected.sha256}`);
+          if (f.expected) {
+            prop(/^[0-9a-f]{64}$/.test(f.expected.sha256), `expected ${f.expected.sha256}`);
+          }
         }
       } finally {
         await Deno.remove(dir, { recursive: true });
