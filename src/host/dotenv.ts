@@ -290,7 +290,10 @@ export function setEnvKeys(
       let text = quote(value, e.quote);
       // `K= # note` reads as "# note" in Compose: an empty value before a comment is quoted.
       if (text === "" && e.suffix.trim() !== "") text = "''";
-      const raw = e.prefix + text + e.suffix;
+      // `K = v` and `K=   v` are assignments for Compose but not for `bash .`: the line written
+      // is `K=v` (indent and `export` kept).
+      const m = /^([ \t]*)(export[ \t]+)?/.exec(e.prefix)!;
+      const raw = m[0] + key + "=" + text + e.suffix;
       l.raw = raw;
       l.entry = parseLine(raw);
     }
@@ -315,7 +318,31 @@ export function setEnvKeys(
     if (noFinalNewline) added[added.length - 1].eol = "";
     lines.push(...added);
   }
-  return { doc: { lines, newline: nl }, changed };
+  // What was written must read back (a quote opened earlier in the file and never closed would
+  // swallow the lines we wrote): refuse rather than write a file that says something else.
+  const out: EnvDoc = { lines, newline: nl };
+  if (changed.length > 0) {
+    const back = parseEnv(renderEnv(out));
+    for (const [key, value] of Object.entries(updates)) {
+      if (getEnv(back, key) !== value) {
+        // The quoted value that swallowed the line we wrote.
+        const i = back.lines.findIndex((l) => l.raw.includes("\n") && l.raw.includes(`${key}=`));
+        // The physical line number (a multi-line value is one doc line).
+        const open = i < 0 ? -1 : back.lines.slice(0, i).reduce(
+          (n, l) => n + 1 + (l.raw.match(/\n/g)?.length ?? 0),
+          0,
+        );
+        throw preflightError(
+          "settings",
+          `Cannot set ${key} in the .env: the file would not read back ${key} as written${
+            open >= 0 ? ` (line ${open + 1} opens a quoted value that never closes)` : ""
+          }`,
+          "Fix the .env by hand (close the quote), then run again.",
+        );
+      }
+    }
+  }
+  return { doc: out, changed };
 }
 
 export { isSecretKey };

@@ -76,3 +76,18 @@ Deno.test("issue 10: what the editor writes reads back under bash and Compose v2
   assert.deepEqual(await bashRead(out, keys), want);
   if (await hasComposeV2()) assert.deepEqual(await composeRead(out, keys), want);
 });
+
+Deno.test("fuzz finding: a key appended after a quote that never closes is refused, not swallowed", () => {
+  // The appended `NEW="x#y"` would close the quote opened on line 1: NEW would not be set.
+  assert.throws(
+    () => setEnvKeys(parseEnv('B="open\nA=1\n'), { NEW: "x#y" }),
+    (e) => e instanceof InstallError && /NEW.*line 1 opens a quoted value/.test(e.message),
+  );
+});
+
+Deno.test("fuzz finding: `K = v` and `K=   # c` lines are rewritten so that bash reads them too", async () => {
+  const text = "A = 1\nB=         # create the first admin\n";
+  const out = setTwice(text, { A: "2", B: "/var/cortex/models" });
+  assert.equal(out, "A=2\nB=/var/cortex/models\n");
+  assert.deepEqual(await bashRead(out, ["A", "B"]), ["2", "/var/cortex/models"]);
+});

@@ -2,8 +2,10 @@
 import type { Target } from "./harness.ts";
 import { BUNDLE_TARGETS } from "./targets_bundle.ts";
 import { TAR_TARGETS } from "./targets_tar.ts";
+import { ENV_TARGETS } from "./targets_env.ts";
 
 export const TARGETS: Target[] = [
   ...BUNDLE_TARGETS,
   ...TAR_TARGETS,
+  ...ENV_TARGETS,
 ];

@@ -88,3 +88,33 @@ export function composeRead(text: string, keys: string[]): Promise<(string | und
     );
   });
 }
+
+/**
+ * One bash run: when bash parses both `before` and `after` (`bash -n`), what `. after` sets for
+ * each key; undefined when either does not parse (a file bash cannot read says nothing about
+ * what an editor wrote into it).
+ */
+export function bashReadAfter(
+  before: string,
+  after: string,
+  keys: string[],
+): Promise<(string | undefined)[] | undefined> {
+  return withFile(after, async (dir) => {
+    await Deno.writeTextFile(`${dir}/before`, before);
+    const script = "/bin/bash -n ./before >/dev/null 2>&1 || exit 3; " +
+      "/bin/bash -n ./.env >/dev/null 2>&1 || exit 3; " +
+      '. ./.env >/dev/null 2>&1; for k in "$@"; do if [ -n "${!k+x}" ]; then ' +
+      'printf "1%s\\0" "${!k}"; else printf "0\\0"; fi; done';
+    const out = await new Deno.Command("/bin/bash", {
+      args: ["--noprofile", "--norc", "-c", script, "bash", ...keys],
+      cwd: dir,
+      env: { PATH: "/nonexistent" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (out.code === 3) return undefined;
+    const parts = new TextDecoder().decode(out.stdout).split("\0").slice(0, keys.length);
+    return keys.map((_, i) => parts[i]?.startsWith("1") ? parts[i].slice(1) : undefined);
+  });
+}
