@@ -220,6 +220,28 @@ export function portBudget(file: string): (ports: number[]) => number[] {
   };
 }
 
+/** The largest compose file read (Cortex's are about 10 KB). */
+export const MAX_COMPOSE_BYTES = 1024 * 1024;
+/** The deepest `[`/`{` nesting read (the YAML parser recurses per level). */
+export const MAX_COMPOSE_NESTING = 64;
+
+/** Which cap a compose text is over, if any (one linear scan). */
+function composeCapHit(text: string): string | undefined {
+  if (text.length > MAX_COMPOSE_BYTES) {
+    return `it is over ${MAX_COMPOSE_BYTES} characters (the compose size cap)`;
+  }
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_COMPOSE_NESTING) {
+        return `it nests [ or { more than ${MAX_COMPOSE_NESTING} levels deep (the nesting cap)`;
+      }
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
+}
+
 /**
  * Parses a compose YAML text and interpolates its values: the one compose reading of the
  * installer (install, plan, doctor). YAML errors (alias bombs included: the parser caps aliases),
@@ -231,6 +253,14 @@ export function composeDocument(
   lookup: Lookup,
   onUnset: (name: string) => void = () => {},
 ): unknown {
+  const cap = composeCapHit(text);
+  if (cap) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${cap}`,
+      "Pass Cortex's own compose file; this one is damaged or crafted.",
+    );
+  }
   try {
     return interpolateTree(parseYaml(text), lookup, onUnset);
   } catch (e) {

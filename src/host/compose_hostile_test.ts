@@ -66,3 +66,12 @@ Deno.test("issue 10: port ranges are capped in total, naming the cap", () => {
   const ok = portsFromCompose('services:\n  a:\n    ports: ["9000-9002:80"]\n', noEnv);
   assert.deepEqual(ok.map((p) => p.port), [9000, 9001, 9002]);
 });
+
+Deno.test("fuzz finding: deep [ / { nesting is refused before the YAML parser recurses", () => {
+  const text = "services:\n  a:\n    image: x\n    ports: " + "[".repeat(200_000) + "\n";
+  assert.throws(() => parseCompose("c.yml", text), isPreflight(/nesting cap/));
+  assert.throws(() => portsFromCompose(text, noEnv, "c.yml"), isPreflight(/nesting cap/));
+  // Balanced braces of Go templates in a command are fine.
+  const ok = 'services:\n  a:\n    image: x\n    command: ["{{json .}}", "${A:-${B}}"]\n';
+  assert.equal(parseCompose("c.yml", ok).services.length, 1);
+});
