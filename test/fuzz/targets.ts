@@ -4,10 +4,12 @@ import { BUNDLE_TARGETS } from "./targets_bundle.ts";
 import { TAR_TARGETS } from "./targets_tar.ts";
 import { ENV_TARGETS } from "./targets_env.ts";
 import { COMPOSE_TARGETS } from "./targets_compose.ts";
+import { ARCHIVE_TARGETS } from "./targets_archive.ts";
 
 export const TARGETS: Target[] = [
   ...BUNDLE_TARGETS,
   ...TAR_TARGETS,
   ...ENV_TARGETS,
   ...COMPOSE_TARGETS,
+  ...ARCHIVE_TARGETS,
 ];

@@ -26,7 +26,7 @@ import {
 
 const BLOCK = 512;
 
-interface Ent {
+export interface Ent {
   name: string;
   type: string;
   data: Uint8Array;
@@ -38,7 +38,7 @@ interface Ent {
 }
 
 /** Decodes a tar (from our builder) into entries. */
-function decode(tar: Uint8Array): Ent[] {
+export function decode(tar: Uint8Array): Ent[] {
   const out: Ent[] = [];
   let pos = 0;
   while (pos + BLOCK <= tar.length) {
@@ -60,7 +60,7 @@ function decode(tar: Uint8Array): Ent[] {
 const pad = (n: number) => new Uint8Array((BLOCK - (n % BLOCK)) % BLOCK);
 
 /** Encodes entries (any type may carry data: PAX and GNU records are written by hand here). */
-function encode(ents: Ent[], end = true): Uint8Array {
+export function encode(ents: Ent[], end = true): Uint8Array {
   const parts: Uint8Array[] = [];
   for (const e of ents) {
     if (e.pax) {

@@ -154,6 +154,14 @@ async function extractInto(
   try {
     for await (const entry of extract) {
       const h = entry.header;
+      // Only files carry data: tar-stream never ends the data of a directory (or link) entry
+      // whose size field is not 0, so draining it would wait forever.
+      if (h.type !== "file" && h.type !== "contiguous-file" && (h.size ?? 0) > 0) {
+        throw refuse(
+          h.name,
+          `is a ${h.type ?? "unknown"} entry that carries ${h.size} bytes of data`,
+        );
+      }
       const norm = normalizeEntryPath(h.name);
       if (!norm.ok) throw refuse(h.name, norm.reason);
       let rel: string | null;
