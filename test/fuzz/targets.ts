@@ -5,6 +5,7 @@ import { TAR_TARGETS } from "./targets_tar.ts";
 import { ENV_TARGETS } from "./targets_env.ts";
 import { COMPOSE_TARGETS } from "./targets_compose.ts";
 import { ARCHIVE_TARGETS } from "./targets_archive.ts";
+import { STATE_TARGETS } from "./targets_state.ts";
 
 export const TARGETS: Target[] = [
   ...BUNDLE_TARGETS,
@@ -12,4 +13,5 @@ export const TARGETS: Target[] = [
   ...ENV_TARGETS,
   ...COMPOSE_TARGETS,
   ...ARCHIVE_TARGETS,
+  ...STATE_TARGETS,
 ];
