@@ -262,7 +262,7 @@ export function composeDocument(
     );
   }
   try {
-    return interpolateTree(parseYaml(text), lookup, onUnset);
+    return interpolateTree(parseYaml(text, { logLevel: "error" }), lookup, onUnset);
   } catch (e) {
     throw preflightError(
       "preflight",

@@ -9,7 +9,7 @@ import { TARGETS } from "./targets.ts";
 import { writeReport } from "./report.ts";
 
 /** Cases per target in the default form (CI-sized: a few thousand in all). */
-export const DEFAULT_COUNT = 120;
+export const DEFAULT_COUNT = 100;
 /** `--long`: this many times the default. */
 export const LONG_FACTOR = 25;
 

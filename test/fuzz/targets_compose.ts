@@ -52,7 +52,7 @@ function genCase(rng: Rng): Uint8Array {
   if (rng.chance(0.5)) {
     const lines = text.split("\n");
     const svc = lines.findIndex((l, i) =>
-      i > 0 && /^  [a-z]/.test(l) &&
+      i > 0 && /^ {2}[a-z]/.test(l) &&
       /^services:/.test(lines.slice(0, i).reverse().find((x) => /^\S/.test(x)) ?? "")
     );
     lines.splice(svc >= 0 ? svc + 1 : lines.length, 0, rng.pick(SPLICES));
