@@ -83,8 +83,8 @@ Deno.test("issue 10: names with newlines and escapes are printed escaped", () =>
     { path: "evil\nerror: all good\x1b[2K", size: undefined, expected: undefined },
     undefined,
   );
-  assert.ok(!r.error!.includes("\n"), r.error);
-  assert.ok(!r.error!.includes("\x1b"), r.error);
+  assert.ok(!r.error!.includes("\n"), r.error!);
+  assert.ok(!r.error!.includes("\x1b"), r.error!);
   assert.match(r.error!, /evil\\nerror: all good\\u\{1b\}\[2K/);
   assert.equal(printable("a\u2028b\u202ec\\"), "a\\u{2028}b\\u{202e}c\\\\");
   assert.equal(printable("line1\nline2\r", { keepNewlines: true }), "line1\nline2\\r");
