@@ -26,8 +26,10 @@ export const RSS_BOUND_BYTES = 2 * 1024 ** 3;
 /** mulberry32: small, fast, and the same sequence on every machine for a seed. */
 export class Rng {
   #s: number;
+  readonly seed: number;
   constructor(seed: number) {
-    this.#s = seed >>> 0;
+    this.seed = seed >>> 0;
+    this.#s = this.seed;
   }
   next(): number {
     let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
@@ -45,11 +47,14 @@ export class Rng {
   chance(p: number): boolean {
     return this.next() < p;
   }
-  /** A child generator (a target's own stream: adding a target does not shift the others). */
+  /**
+   * A child generator from this one's seed and a label (a target's own stream: adding, removing
+   * or selecting targets does not shift the others).
+   */
   fork(label: string): Rng {
     let h = 2166136261;
     for (const c of label) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
-    return new Rng((this.int(2 ** 32) ^ h) >>> 0);
+    return new Rng((this.seed ^ h) >>> 0);
   }
 }
 

@@ -43,8 +43,9 @@ let release: Awaited<ReturnType<typeof loadReleasePolicies>> | undefined;
 
 async function setup02() {
   if (bundleDir) return;
-  const admin = await fakeBundle02({ variant: "admin-ui", models: [DEFAULT_MODEL] });
-  const script = await fakeBundle02({ variant: "script" });
+  // Fixed labels: the image names in the seeds are the same on every run (a seed reproduces).
+  const admin = await fakeBundle02({ variant: "admin-ui", models: [DEFAULT_MODEL], label: "fuzz" });
+  const script = await fakeBundle02({ variant: "script", label: "fuzz" });
   const read = (dir: string, rel: string) => Deno.readFileSync(join(dir, rel));
   built["bundle.json"] = [read(admin.dir, "bundle.json"), read(script.dir, "bundle.json")];
   built["images.json"] = [read(admin.dir, "images.json"), read(script.dir, "images.json")];
@@ -122,6 +123,7 @@ export const BUNDLE_TARGETS: Target[] = [
     property: "every listed path is bundle-relative (no `..`, not absolute, no empty segment); " +
       "every digest is 64 lower-case hex digits",
     setup: setup02,
+    teardown: teardown02,
     gen: (rng) => mutate(rng, rng.pick(seeds("checksums", [bytes(CHECKSUMS_01)])), 4),
     check(input) {
       const m = parseChecksums(utf8(input), "checksums.sha256");
@@ -174,6 +176,7 @@ export const BUNDLE_TARGETS: Target[] = [
     onBadInput: "preflight error (exit 3) naming the file and the bad field",
     property: 'an accepted document has kind "cortex-bundle"',
     setup: setup02,
+    teardown: teardown02,
     gen: jsonGen(() => seeds("bundle.json")),
     check(input) {
       const b = parseBundleJson(input, "bundle.json");
@@ -187,6 +190,7 @@ export const BUNDLE_TARGETS: Target[] = [
     onBadInput: "preflight error (exit 3) naming the file and the bad field",
     property: "every ref has no whitespace or control character; every file is a safe bundle path",
     setup: setup02,
+    teardown: teardown02,
     gen: jsonGen(() => seeds("images.json")),
     check(input) {
       for (const e of parseImagesJson(input, "images.json")) {
@@ -202,6 +206,7 @@ export const BUNDLE_TARGETS: Target[] = [
     onBadInput: "preflight error (exit 3); unsafe file paths refuse the model (verify fails)",
     property: "sizes are non-negative integers; checkModelPath refuses absolute and `..` paths",
     setup: setup02,
+    teardown: teardown02,
     gen: jsonGen(() => seeds("model")),
     check(input) {
       const m = parseModelManifest(input, "manifest.json");

@@ -166,7 +166,7 @@ export const STATE_TARGETS: Target[] = [
     group: "state and Cortex answers",
     parser: "scanBundle / getJob / modelOutcomes (src/host/cortex_api.ts): Cortex's HTTP answers",
     onBadInput: 'an error naming what was asked ("Cortex answered something that is not JSON", ' +
-      '"an unexpected shape"), exit code of a stack error',
+      '"an unexpected shape")',
     property: "scan models have string names; a job's outcomes name a model each",
     gen(rng) {
       const which = rng.int(2);

@@ -247,7 +247,8 @@ async function withTmp<T>(data: Uint8Array, f: (p: string) => Promise<T>): Promi
 /** Properties of an accepted index. */
 async function checkIndex(input: Uint8Array) {
   await withTmp(input, async (p) => {
-    const idx = await readTarIndex(p);
+    const stats = { jsonReads: 0 };
+    const idx = await readTarIndex(p, { stats });
     for (const img of idx.images) {
       prop(/^sha256:[0-9a-f]{64}$/.test(img.imageId), `image ID ${img.imageId}`);
       prop(img.layerPaths.length === img.diffIds.length, "layer count differs from diff_ids");
@@ -262,6 +263,8 @@ async function checkIndex(input: Uint8Array) {
     // The entry listing agrees with the index on every size.
     const list = await tarEntries(p);
     const byName = new Map(list.map((e) => [e.name, e]));
+    // Each JSON document is read at most once: reads never exceed the distinct entries.
+    prop(stats.jsonReads <= byName.size, `${stats.jsonReads} JSON reads of ${byName.size} entries`);
     for (const [n, s] of Object.entries(idx.entrySizes)) {
       const e = byName.get(n);
       if (e && e.type === "file") prop(e.size === s, `entry ${n}: ${e.size} vs ${s}`);
