@@ -90,9 +90,9 @@ export function composeRead(text: string, keys: string[]): Promise<(string | und
 }
 
 /**
- * One bash run: when bash parses both `before` and `after` (`bash -n`), what `. after` sets for
- * each key; undefined when either does not parse (a file bash cannot read says nothing about
- * what an editor wrote into it).
+ * One bash run: when bash parses both `before` and `after` (`bash -n`) and sources `before` to
+ * its end, what `. after` sets for each key; undefined otherwise (a file bash cannot read says
+ * nothing about what an editor wrote into it).
  */
 export function bashReadAfter(
   before: string,
@@ -101,8 +101,10 @@ export function bashReadAfter(
 ): Promise<(string | undefined)[] | undefined> {
   return withFile(after, async (dir) => {
     await Deno.writeTextFile(`${dir}/before`, before);
+    // `before` must also source to its end (a `${X:?}` line ends a non-interactive shell).
     const script = "/bin/bash -n ./before >/dev/null 2>&1 || exit 3; " +
       "/bin/bash -n ./.env >/dev/null 2>&1 || exit 3; " +
+      '[ "$(. ./before >/dev/null 2>&1; printf done)" = done ] || exit 3; ' +
       '. ./.env >/dev/null 2>&1; for k in "$@"; do if [ -n "${!k+x}" ]; then ' +
       'printf "1%s\\0" "${!k}"; else printf "0\\0"; fi; done';
     const out = await new Deno.Command("/bin/bash", {
