@@ -5,7 +5,13 @@
  */
 import { DEFAULT_PORTS } from "../layout.ts";
 import type { Check, Run } from "./types.ts";
-import { composeDocument, expandRange, parsePortEntry, portBudget } from "../host/compose.ts";
+import {
+  composeInterpolate,
+  composeYaml,
+  expandRange,
+  parsePortEntry,
+  portBudget,
+} from "../host/compose.ts";
 import { envRecord, parseEnv } from "../host/dotenv.ts";
 
 /** Cortex's gateway runs on the host network and listens on 8084 (not declared in compose). */
@@ -40,8 +46,9 @@ export function portsFromCompose(
   env: (k: string) => string | undefined,
   file = "compose file",
 ): PortWant[] {
-  // The installer's compose reading: YAML and interpolation errors are preflight errors.
-  const doc = composeDocument(file, yamlText, env) as
+  // The installer's compose reading: YAML and interpolation errors are preflight errors. Only
+  // `ports:` entries are interpolated (a secret the install will generate may be unset yet).
+  const doc = composeYaml(file, yamlText) as
     | { services?: Record<string, Record<string, unknown>> }
     | null;
   const budget = portBudget(file);
@@ -62,7 +69,7 @@ export function portsFromCompose(
       continue;
     }
     for (const entry of Array.isArray(svc.ports) ? svc.ports : []) {
-      const p = parsePortEntry(entry);
+      const p = parsePortEntry(composeInterpolate(file, entry, env));
       if (p.protocol !== "tcp") continue;
       for (const port of budget(p.ports)) {
         wants.push({ port, ...(p.hostIp ? { hostIp: p.hostIp } : {}), ...base, source: "compose" });

@@ -253,6 +253,11 @@ export function composeDocument(
   lookup: Lookup,
   onUnset: (name: string) => void = () => {},
 ): unknown {
+  return composeInterpolate(file, composeYaml(file, text), lookup, onUnset);
+}
+
+/** Parses compose YAML (caps first), not interpolated; errors are preflight errors naming the file. */
+export function composeYaml(file: string, text: string): unknown {
   const cap = composeCapHit(text);
   if (cap) {
     throw preflightError(
@@ -262,7 +267,25 @@ export function composeDocument(
     );
   }
   try {
-    return interpolateTree(parseYaml(text, { logLevel: "error" }), lookup, onUnset);
+    return parseYaml(text, { logLevel: "error" });
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Fix the compose file.",
+    );
+  }
+}
+
+/** Interpolates a parsed compose value (or part of one); errors are preflight errors naming the file. */
+export function composeInterpolate(
+  file: string,
+  value: unknown,
+  lookup: Lookup,
+  onUnset: (name: string) => void = () => {},
+): unknown {
+  try {
+    return interpolateTree(value, lookup, onUnset);
   } catch (e) {
     throw preflightError(
       "preflight",
