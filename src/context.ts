@@ -5,7 +5,7 @@
  */
 import { Progress, type ProgressSink } from "./progress.ts";
 import { type DockerRunner, processDocker } from "./docker.ts";
-import { InterruptedError } from "./errors.ts";
+import { InterruptedError, printable } from "./errors.ts";
 import type { DoctorDeps } from "./doctor/mod.ts";
 
 export interface Logger {
@@ -81,7 +81,7 @@ export function createContext(o: ContextOptions = {}): Context {
   const signal = o.signal ?? new AbortController().signal;
   const line = (prefix: string) => (msg: string) => {
     progress.clear();
-    sink.write(`${prefix}${msg}\n`);
+    sink.write(`${prefix}${printable(msg, { keepNewlines: true })}\n`);
   };
   const env = o.env;
   return {
@@ -93,7 +93,7 @@ export function createContext(o: ContextOptions = {}): Context {
     progress,
     docker: o.docker ?? processDocker({ signal }),
     signal,
-    env: (k) => env ? env[k] : Deno.env.get(k),
+    env: (k) => env ? (Object.hasOwn(env, k) ? env[k] : undefined) : Deno.env.get(k),
     envAll: () => env ? { ...env } : Deno.env.toObject(),
     now: o.now ?? (() => new Date()),
     sleep: o.sleep ?? sleep,

@@ -96,3 +96,21 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 export function asInterrupted(e: unknown, signal: AbortSignal | undefined): unknown {
   return signal?.aborted && !(e instanceof InstallError) ? new InterruptedError() : e;
 }
+
+/**
+ * A name from a file or folder (a bundle path, an image name) made safe to print on one line:
+ * control characters (newline, CR, ESC, DEL, C1), line and paragraph separators and bidi
+ * overrides become `\n`, `\r`, `\t` or `\u{…}` escapes, and a backslash is doubled, so a crafted
+ * name can neither forge output lines nor move the cursor. Other text is unchanged.
+ */
+export function printable(s: string, opts: { keepNewlines?: boolean } = {}): string {
+  // deno-lint-ignore no-control-regex
+  return s.replace(/[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    if (c === "\n" && opts.keepNewlines) return c;
+    if (c === "\\") return opts.keepNewlines ? c : "\\\\";
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    return `\\u{${c.codePointAt(0)!.toString(16)}}`;
+  });
+}

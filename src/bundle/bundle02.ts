@@ -46,7 +46,10 @@ export type BundleJson = z.infer<typeof BundleJsonSchema>;
 
 /** One `images.json` entry: what was saved, from which image, into which tar. */
 export const ImageEntrySchema = z.looseObject({
-  ref: z.string().min(1),
+  ref: z.string().min(1).regex(
+    /^[^\s\p{Cc}]+$/u,
+    "must be an image reference (no spaces or control characters)",
+  ),
   /** The writer's image ID (`docker image inspect .Id`). */
   id: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be "sha256:" and 64 hex digits')
     .nullable().optional(),

@@ -15,8 +15,14 @@ const BundleFileName = z.string().min(1).refine(
 );
 
 /** An engine entry: `name` is untagged; the tag sits in `version` (vLLM) or `tag` (llama.cpp). */
+/** An image name or ref: no whitespace or control characters (they are not refs, and print badly). */
+const RefText = z.string().min(1).regex(
+  /^[^\s\p{Cc}]+$/u,
+  "must be an image reference (no spaces or control characters)",
+);
+
 export const ScriptEngineSchema = z.looseObject({
-  name: z.string().min(1),
+  name: RefText,
   version: z.string().min(1).optional(),
   tag: z.string().min(1).optional(),
   file: BundleFileName,
@@ -25,7 +31,7 @@ export const ScriptEngineSchema = z.looseObject({
 
 /** An infrastructure entry: `name` is the full ref, except dcgm-exporter which has no tag. */
 export const ScriptInfraSchema = z.looseObject({
-  name: z.string().min(1),
+  name: RefText,
   file: BundleFileName,
   purpose: z.string().optional(),
 });
@@ -60,6 +66,8 @@ export const ADMIN_SETTINGS_KEYS = [
 
 const SettingValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const SETTINGS_KEY_RE = /^[A-Z][A-Z0-9_]*$/;
+/** A settings key of the `settings` object: it becomes a .env key. */
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * `manifest.json` of an Admin-UI export. Settings may sit at the top level or under `settings`;
@@ -160,7 +168,7 @@ export function parseAdminManifest(text: string, fileName: string): AdminManifes
     );
   }
   const raw = r.data as Record<string, unknown>;
-  const settings: Record<string, string> = {};
+  const settings: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(raw)) {
     if (!SETTINGS_KEY_RE.test(k)) continue;
     if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") {
@@ -168,6 +176,15 @@ export function parseAdminManifest(text: string, fileName: string): AdminManifes
     }
   }
   for (const [k, v] of Object.entries(r.data.settings ?? {})) {
+    if (!ENV_NAME_RE.test(k)) {
+      throw preflightError(
+        "bundle",
+        `Cannot read bundle manifest "${fileName}": settings key ${
+          JSON.stringify(k)
+        } is not a variable name`,
+        "Re-copy the file from the transfer media, or export the package again from the Admin UI.",
+      );
+    }
     if (v !== null) settings[k] = settingString(v);
   }
   const cortexVersion = typeof raw.cortex_version === "string"

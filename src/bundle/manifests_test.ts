@@ -119,7 +119,7 @@ Deno.test("parseAdminManifest() finds settings at the top level or under setting
       "manifest.json",
     );
     assert.equal(m.cortexVersion, "0.1.1");
-    assert.deepEqual(m.settings, {
+    assert.deepEqual({ ...m.settings }, {
       VLLM_IMAGE: "vllm/vllm-openai:latest",
       OFFLINE_MODE: "True",
       CORTEX_MODELS_DIR: "/var/cortex/models",
@@ -141,7 +141,7 @@ Deno.test("parseAdminManifest() finds settings at the top level or under setting
       "manifest.json",
     );
     assert.equal(m.cortexVersion, "0.1.1");
-    assert.deepEqual(m.settings, {
+    assert.deepEqual({ ...m.settings }, {
       VLLM_IMAGE: "vllm/vllm-openai:v1",
       HF_CACHE_DIR: "/x",
       OFFLINE_MODE: "False",

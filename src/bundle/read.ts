@@ -27,6 +27,7 @@ import {
   cortexCritical,
   matchReleaseImage,
   normalizeRef,
+  pinOf,
   pinsFor,
   policyForLine,
   type ReleaseManifest,
@@ -295,12 +296,12 @@ export function describeBundle(
   for (const p of checksums.keys()) if (!optionalAbsent.has(p)) paths.add(p);
   for (const p of missing) paths.add(p);
   for (const p of files.keys()) {
-    if (p in release.pins) paths.add(p);
+    if (pinOf(release.pins, p) !== undefined) paths.add(p);
     const k = classify(p, imageSet);
     if (k === "image" || k === "archive" || k === "model" || k === "db") paths.add(p);
   }
   const bundleFiles: BundleFile[] = [...paths].sort().map((path) => {
-    const pin = release.pins[path];
+    const pin = pinOf(release.pins, path);
     const sum = checksums.get(path);
     const size = files.get(path);
     return {
@@ -468,6 +469,24 @@ export async function readBundle(
     files = await listFiles(abs, symlinks);
   } catch (e) {
     throw preflightError("bundle", `Cannot list bundle "${abs}": ${(e as Error).message}`);
+  }
+  // An index file that is a folder, a device or a dangling link is not "absent".
+  for (const name of [CHECKSUMS_FILE, BUNDLE_MANIFEST, BUNDLE_JSON, IMAGES_JSON]) {
+    if (files.has(name)) continue;
+    const st = await Deno.lstat(join(abs, name)).catch(() => undefined);
+    if (st) {
+      throw preflightError(
+        "bundle",
+        `Cannot read "${name}" of bundle "${abs}": it is ${
+          st.isDirectory
+            ? "a directory"
+            : st.isSymlink
+            ? "a link to no regular file"
+            : "not a regular file"
+        }`,
+        "Re-copy the bundle from the transfer media.",
+      );
+    }
   }
   const manifestSize = files.get(BUNDLE_MANIFEST);
   const checksumsSize = files.get(CHECKSUMS_FILE);

@@ -46,6 +46,7 @@ import {
 import {
   cortexCritical,
   matchReleaseImage,
+  pinOf,
   pinsFor,
   type ReleaseManifest,
   type ReleasePolicies,
@@ -121,7 +122,7 @@ export function describeBundle02(
   const uncovered = new Set<string>([BUNDLE_JSON]);
   const byPath = new Map<string, BundleFile>();
   const expectedOf = (path: string): BundleFile["expected"] => {
-    const pin = pins[path];
+    const pin = pinOf(pins, path);
     if (pin) return { sha256: pin, source: "pin" };
     const sum = checksums.get(path);
     return sum ? { sha256: sum, source: "checksums" } : undefined;
@@ -225,7 +226,7 @@ export function describeBundle02(
     imageByFile.set(file, img);
     images.push(img);
 
-    const pin = pins[file];
+    const pin = pinOf(pins, file);
     const sumC = checksums.get(file);
     const sumJ = entry.sha256 ?? undefined;
     let expected: BundleFile["expected"];

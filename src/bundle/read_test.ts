@@ -266,7 +266,7 @@ Deno.test("readBundle() reads an Admin-UI export", async (t) => {
     const b = await readBundle(dir, RELEASE);
     await t.step("format and settings", () => {
       assert.equal(b.format, "admin-ui");
-      assert.deepEqual(b.settings, {
+      assert.deepEqual({ ...b.settings }, {
         VLLM_IMAGE: "vllm/vllm-openai:latest",
         LLAMACPP_IMAGE: "ghcr.io/ggml-org/llama.cpp:server",
         CORTEX_MODELS_DIR: "/var/cortex/models",

@@ -3,7 +3,7 @@
  * binary; `--manifest FILE` replaces it). Validated with zod; errors name the file and field.
  */
 import { z } from "zod";
-import { preflightError } from "../errors.ts";
+import { InstallError, preflightError } from "../errors.ts";
 
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex digits");
 const EnvKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an env key (A-Z, 0-9, _)");
@@ -53,10 +53,10 @@ const policyFields = {
    */
   roles: z.record(z.string(), z.boolean()).default({}),
   env: z.object({
-    offline: z.record(z.string(), z.string()),
-    online: z.record(z.string(), z.string()),
+    offline: z.record(EnvKey, z.string()),
+    online: z.record(EnvKey, z.string()),
     /** Keys set to paths; values may use {modelsDir} and {hfCacheDir}. */
-    paths: z.record(z.string(), z.string()),
+    paths: z.record(EnvKey, z.string()),
     /** Keys generated from a CSPRNG when blank, never rotated (0.2: INTERNAL_VLLM_API_KEY...). */
     secrets: z.array(EnvKey).default([]),
   }),
@@ -176,13 +176,26 @@ export function parseReleaseManifest(text: string, name: string): ReleaseManifes
 
 export const EMBEDDED_MANIFEST_URL = new URL("../../assets/manifest.json", import.meta.url);
 
+/** The largest `--manifest` file read (the embedded one is a few KiB). */
+export const MAX_RELEASE_MANIFEST_BYTES = 1024 * 1024;
+
 /** Loads `--manifest FILE` (schema 1 or 2) or the embedded policy set. */
 export async function loadReleasePolicies(file?: string): Promise<ReleasePolicies> {
   if (file) {
     let text: string;
     try {
+      const st = await Deno.stat(file);
+      if (!st.isFile) throw new Error("not a regular file");
+      if (st.size > MAX_RELEASE_MANIFEST_BYTES) {
+        throw preflightError(
+          "bundle",
+          `Cannot read release manifest "${file}": it is ${st.size} B, over the ${MAX_RELEASE_MANIFEST_BYTES} B manifest size cap`,
+          "Pass the release manifest JSON file, not a bundle or an image.",
+        );
+      }
       text = await Deno.readTextFile(file);
     } catch (e) {
+      if (e instanceof InstallError) throw e;
       throw preflightError(
         "bundle",
         `Cannot read release manifest "${file}": ${(e as Error).message}`,
@@ -219,6 +232,11 @@ export function policyForLine(p: ReleasePolicies, line: string): ReleaseManifest
  * paths it does not pin. The line is chosen from bundle.json, which no checksum covers, so a
  * rewritten bundle.json must not be able to pick a line without pins.
  */
+/** The pin of a bundle path, if any (own keys only: a file named `constructor` has no pin). */
+export function pinOf(pins: Record<string, string>, path: string): string | undefined {
+  return Object.hasOwn(pins, path) ? pins[path] : undefined;
+}
+
 export function pinsFor(p: ReleasePolicies, policy: ReleaseManifest): Record<string, string> {
   const out: Record<string, string> = {};
   for (const l of p.lines) Object.assign(out, l.pins);

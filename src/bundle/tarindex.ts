@@ -5,12 +5,16 @@
  * milliseconds; a gzip tar is streamed once and its data discarded.
  */
 import { createHash } from "node:crypto";
-import { integrityError } from "../errors.ts";
+import { integrityError, InterruptedError } from "../errors.ts";
 import type { TarImage, TarIndex } from "./types.ts";
 import { DockerSaveManifestSchema } from "./manifests.ts";
 import { formatZodError, normalizeRef } from "./release.ts";
 
 const BLOCK = 512;
+/** The most entries (headers) one image tar may have; a real `docker save` has a few hundred. */
+export const MAX_TAR_ENTRIES = 1_000_000;
+/** The most manifest descriptors an OCI index tree may list in total (duplicates counted). */
+export const MAX_OCI_DESCRIPTORS = 10_000;
 /** The largest JSON entry (manifest, index, config) read into memory. */
 export const MAX_JSON_ENTRY = 16 * 1024 * 1024;
 /** In a gzip stream, the most bytes of small JSON-looking blobs kept in memory in total. */
@@ -132,17 +136,32 @@ export function parseTarHeader(block: Uint8Array): TarHeader | null {
   };
 }
 
-/** Parses PAX extended header records (`<len> <key>=<value>\n`) into a key/value map. */
+/** The most digits a PAX record length may have (a record is at most MAX_JSON_ENTRY bytes). */
+const MAX_PAX_LEN_DIGITS = 9;
+
+/**
+ * Parses PAX extended header records (`<len> <key>=<value>\n`) into a key/value map (null
+ * prototype: keys come from the file). Linear in the data: the length field is at most
+ * MAX_PAX_LEN_DIGITS decimal digits, its space and the record's closing newline must lie inside
+ * the record it announces.
+ */
 export function parsePaxRecords(data: Uint8Array): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null);
   let pos = 0;
   while (pos < data.length) {
+    if (data[pos] === 0) break; // NUL padding
+    let len = 0;
     let sp = pos;
-    while (sp < data.length && data[sp] !== 0x20) sp++;
-    const lenText = dec.decode(data.subarray(pos, sp));
-    if (lenText === "" && data[pos] === 0) break; // NUL padding
-    const len = Number(lenText);
-    if (!Number.isInteger(len) || len <= 0 || pos + len > data.length) {
+    while (
+      sp < data.length && sp - pos <= MAX_PAX_LEN_DIGITS && data[sp] >= 0x30 && data[sp] <= 0x39
+    ) {
+      len = len * 10 + (data[sp] - 0x30);
+      sp++;
+    }
+    if (
+      sp === pos || sp - pos > MAX_PAX_LEN_DIGITS || data[sp] !== 0x20 || len <= sp - pos + 1 ||
+      pos + len > data.length || data[pos + len - 1] !== 0x0a
+    ) {
       throw new TarFormatError("bad PAX header record");
     }
     const rec = dec.decode(data.subarray(sp + 1, pos + len - 1));
@@ -281,8 +300,9 @@ function cleanName(name: string): string {
 async function walk(
   src: Source,
   onEntry: (e: TarEntry) => Promise<number> | number,
+  signal?: AbortSignal,
 ): Promise<void> {
-  let global: Record<string, string> = {};
+  const global: Record<string, string> = Object.create(null);
   let pax: Record<string, string> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
@@ -293,7 +313,12 @@ async function walk(
     await src.skip(padded(size) - size);
     return data;
   };
+  let count = 0;
   while (true) {
+    if (signal?.aborted) throw new InterruptedError();
+    if (++count > MAX_TAR_ENTRIES) {
+      throw new TarFormatError(`more than ${MAX_TAR_ENTRIES} entries (the entry cap)`);
+    }
     const block = await src.read(BLOCK);
     if (block.length === 0) throw new TarFormatError("truncated: no end-of-archive marker");
     if (block.length < BLOCK) throw new TarFormatError("truncated inside a header");
@@ -301,10 +326,13 @@ async function walk(
     if (h === null) return;
     switch (h.typeflag) {
       case "x":
-        pax = { ...(pax ?? {}), ...parsePaxRecords(await readSmall(h.size, "PAX")) };
+        pax = Object.assign(
+          pax ?? Object.create(null),
+          parsePaxRecords(await readSmall(h.size, "PAX")),
+        );
         continue;
       case "g":
-        global = { ...global, ...parsePaxRecords(await readSmall(h.size, "PAX")) };
+        Object.assign(global, parsePaxRecords(await readSmall(h.size, "PAX")));
         continue;
       case "L":
         longName = cString(await readSmall(h.size, "long name"), 0, h.size);
@@ -313,7 +341,7 @@ async function walk(
         longLink = cString(await readSmall(h.size, "long link"), 0, h.size);
         continue;
     }
-    const attrs = { ...global, ...(pax ?? {}) };
+    const attrs: Record<string, string> = Object.assign(Object.create(null), global, pax);
     let size = h.size;
     if (attrs.size !== undefined) {
       size = Number(attrs.size);
@@ -380,7 +408,10 @@ function wrap(path: string, e: unknown): Error {
  * the data. Offsets of a gzip tar are in the decompressed stream. Errors are integrity errors
  * naming the file.
  */
-export async function tarEntries(path: string): Promise<TarEntry[]> {
+export async function tarEntries(
+  path: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<TarEntry[]> {
   const out: TarEntry[] = [];
   let opened: Opened | undefined;
   try {
@@ -388,7 +419,7 @@ export async function tarEntries(path: string): Promise<TarEntry[]> {
     await walk(opened.src, (e) => {
       out.push(e);
       return 0;
-    });
+    }, opts.signal);
     return out;
   } catch (e) {
     throw wrap(path, e);
@@ -414,7 +445,10 @@ function wantedJson(e: TarEntry): "yes" | "maybe" | "no" {
  * legacy layout (engine ≤ 24), the OCI layout with or without a docker `manifest.json` (engine
  * 25+, skopeo), and gzip-compressed tars. Errors are integrity errors naming the file.
  */
-export async function readTarIndex(path: string): Promise<TarIndex> {
+export async function readTarIndex(
+  path: string,
+  opts: ReadTarIndexOptions = {},
+): Promise<TarIndex> {
   const entries = new Map<string, TarEntry>();
   const captured = new Map<string, Uint8Array>();
   let opened: Opened | undefined;
@@ -442,11 +476,12 @@ export async function readTarIndex(path: string): Promise<TarIndex> {
       data.set(rest, 1);
       captured.set(e.name, data);
       return e.size;
-    });
+    }, opts.signal);
     const reader = new EntryReader(
       entries,
       captured,
       opened.compressed ? undefined : opened.src,
+      opts,
     );
     const layout = entries.has("oci-layout") ? "oci" : "legacy";
     const images = entries.has("manifest.json")
@@ -472,12 +507,23 @@ export async function readTarIndex(path: string): Promise<TarIndex> {
   }
 }
 
+/** Options of `readTarIndex`. */
+export interface ReadTarIndexOptions {
+  /** Checked between entries and between JSON reads: aborting throws InterruptedError. */
+  signal?: AbortSignal;
+  /** Counts the JSON documents read from the tar (tests: each is read once). */
+  stats?: { jsonReads: number };
+}
+
 /** Reads small entries after the scan: by offset from a file, or from what the stream kept. */
 class EntryReader {
+  /** Parsed image configs by resolved entry name: each config is read and hashed once. */
+  readonly configs = new Map<string, Promise<ImageConfigInfo>>();
   constructor(
     private readonly entries: Map<string, TarEntry>,
     private readonly captured: Map<string, Uint8Array>,
     private readonly file: FileSource | undefined,
+    private readonly opts: ReadTarIndexOptions = {},
   ) {}
 
   /** Follows symlinks and hard links (relative to the link's folder) to a regular entry. */
@@ -503,6 +549,8 @@ class EntryReader {
   }
 
   async bytes(name: string): Promise<Uint8Array> {
+    if (this.opts.signal?.aborted) throw new InterruptedError();
+    if (this.opts.stats) this.opts.stats.jsonReads++;
     const e = this.resolve(name);
     if (!e) throw new TarFormatError(`"${name}" is listed but not in the tar`);
     if (e.size > MAX_JSON_ENTRY) {
@@ -538,7 +586,17 @@ interface ImageConfigInfo {
   env: string[];
 }
 
-async function readConfig(reader: EntryReader, name: string): Promise<ImageConfigInfo> {
+function readConfig(reader: EntryReader, name: string): Promise<ImageConfigInfo> {
+  const key = reader.resolve(name)?.name ?? name;
+  let p = reader.configs.get(key);
+  if (!p) {
+    p = readConfigOnce(reader, name);
+    reader.configs.set(key, p);
+  }
+  return p;
+}
+
+async function readConfigOnce(reader: EntryReader, name: string): Promise<ImageConfigInfo> {
   const bytes = await reader.bytes(name);
   let cfg: unknown;
   try {
@@ -575,7 +633,7 @@ async function imagesFromDockerManifest(reader: EntryReader): Promise<TarImage[]
       );
     }
     images.push({
-      repoTags: (m.RepoTags ?? []).map(normalizeRef),
+      repoTags: (m.RepoTags ?? []).map(tarRef),
       imageId: cfg.imageId,
       diffIds: cfg.diffIds,
       layerPaths: m.Layers.map(cleanName),
@@ -592,7 +650,10 @@ interface Descriptor {
 }
 
 function descriptors(json: unknown, what: string): Descriptor[] {
-  const list = (json as { manifests?: unknown })?.manifests;
+  if (typeof json !== "object" || json === null) {
+    throw new TarFormatError(`${what} is not a JSON object`);
+  }
+  const list = (json as { manifests?: unknown }).manifests;
   if (!Array.isArray(list)) throw new TarFormatError(`${what} has no "manifests" list`);
   return list.filter((d): d is Descriptor =>
     typeof d === "object" && d !== null && typeof (d as Descriptor).digest === "string"
@@ -605,24 +666,65 @@ function blobPath(digest: string): string {
   return `blobs/sha256/${m[1]}`;
 }
 
-function refFromAnnotations(a: Record<string, string> | undefined): string | undefined {
-  const full = a?.["io.containerd.image.name"];
-  if (full) return normalizeRef(full);
-  const name = a?.["org.opencontainers.image.ref.name"];
+/** An annotation's string value; a non-string one is an error (the file is crafted or corrupt). */
+function annotation(a: unknown, key: string): string | undefined {
+  if (typeof a !== "object" || a === null || !Object.hasOwn(a, key)) return undefined;
+  const v = (a as Record<string, unknown>)[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw new TarFormatError(`annotation "${key}" is not a string`);
+  return v;
+}
+
+/** A ref from a tar: whitespace or control characters inside it are an error. */
+function tarRef(ref: string): string {
+  const r = normalizeRef(ref);
+  // deno-lint-ignore no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(r) || r === "") {
+    throw new TarFormatError(`image name ${JSON.stringify(ref)} is not a valid reference`);
+  }
+  return r;
+}
+
+function refFromAnnotations(a: unknown): string | undefined {
+  const full = annotation(a, "io.containerd.image.name");
+  if (full) return tarRef(full);
+  const name = annotation(a, "org.opencontainers.image.ref.name");
   // A bare tag ("latest") is not a ref; a name with a repository is.
-  if (name && /[:/]/.test(name)) return normalizeRef(name);
+  if (name && /[:/]/.test(name)) return tarRef(name);
   return undefined;
 }
 
 async function imagesFromOciIndex(reader: EntryReader): Promise<TarImage[]> {
   const byId = new Map<string, TarImage>();
+  // Each blob is parsed once (a crafted index may list the same child many times, nested: k^depth
+  // visits otherwise); each (blob, ref) pair is applied once; descriptors are capped in total.
+  const docs = new Map<string, Promise<unknown>>();
+  const applied = new Set<string>();
+  let listed = 0;
   const visit = async (d: Descriptor, ref: string | undefined, depth: number) => {
     if (depth > 4) throw new TarFormatError("index.json nests too deeply");
+    if (++listed > MAX_OCI_DESCRIPTORS) {
+      throw new TarFormatError(
+        `the OCI index lists more than ${MAX_OCI_DESCRIPTORS} manifests (the descriptor cap)`,
+      );
+    }
     const path = blobPath(d.digest);
-    const doc = await reader.json(path) as {
+    const key = `${path}\0${ref ?? ""}`;
+    if (applied.has(key)) return;
+    applied.add(key);
+    let docP = docs.get(path);
+    if (!docP) {
+      docP = reader.json(path);
+      docs.set(path, docP);
+    }
+    const raw = await docP;
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new TarFormatError(`"${path}" is not a JSON object`);
+    }
+    const doc = raw as {
       mediaType?: string;
       manifests?: unknown;
-      config?: { digest?: unknown };
+      config?: { digest?: unknown } | null;
       layers?: unknown;
     };
     if (Array.isArray(doc.manifests)) {
@@ -631,14 +733,26 @@ async function imagesFromOciIndex(reader: EntryReader): Promise<TarImage[]> {
       }
       return;
     }
-    if (typeof doc.config?.digest !== "string" || !Array.isArray(doc.layers)) {
+    if (
+      typeof doc.config !== "object" || doc.config === null ||
+      typeof doc.config.digest !== "string" || !Array.isArray(doc.layers)
+    ) {
       throw new TarFormatError(`"${path}" is neither an image manifest nor an index`);
     }
     const cfg = await readConfig(reader, blobPath(doc.config.digest));
     // Attestation manifests (buildkit) have an "unknown" config and no rootfs: skip them.
     if (cfg.diffIds.length === 0 && doc.layers.length > 0) return;
-    const layerPaths = doc.layers.map((l: { digest?: unknown }) => {
-      if (typeof l?.digest !== "string") throw new TarFormatError(`"${path}" has a bad layer`);
+    if (cfg.diffIds.length !== doc.layers.length) {
+      throw new TarFormatError(
+        `image config "${
+          blobPath(doc.config.digest)
+        }" lists ${cfg.diffIds.length} layers, "${path}" ${doc.layers.length}`,
+      );
+    }
+    const layerPaths = doc.layers.map((l: { digest?: unknown } | null) => {
+      if (typeof l !== "object" || l === null || typeof l.digest !== "string") {
+        throw new TarFormatError(`"${path}" has a bad layer`);
+      }
       const p = blobPath(l.digest);
       if (!reader.has(p)) throw new TarFormatError(`layer "${p}" is listed but not in the tar`);
       return p;

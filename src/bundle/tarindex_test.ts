@@ -82,7 +82,7 @@ Deno.test("parseNumericField() reads octal with spaces and NULs", () => {
 Deno.test("parsePaxRecords() reads records", () => {
   const text = "28 path=some/very/long/name\n20 size=12345678901\n";
   const r = parsePaxRecords(new TextEncoder().encode(text));
-  assert.deepEqual(r, { path: "some/very/long/name", size: "12345678901" });
+  assert.deepEqual({ ...r }, { path: "some/very/long/name", size: "12345678901" });
 });
 
 Deno.test("tarEntries() lists entries with data offsets", async (t) => {

@@ -4,7 +4,7 @@
  * image tar, or a bundle with no checksums and no pins are errors. Changes nothing on disk.
  */
 import type { Context } from "../context.ts";
-import { integrityError } from "../errors.ts";
+import { integrityError, printable } from "../errors.ts";
 import { hashFiles, type HashResult, shortDigest } from "../hash.ts";
 import type { Bundle, BundleFile, ExpectedSource } from "./types.ts";
 import { CHECKSUMS_FILE } from "../layout.ts";
@@ -17,6 +17,8 @@ export type FileVerdict =
   | "ok"
   | "mismatch"
   | "missing"
+  /** Present but cannot be read (permissions, I/O error). */
+  | "unreadable"
   | "unlisted"
   | "skipped"
   | "conflict"
@@ -86,22 +88,26 @@ export function judgeFile(
   if (f.size === undefined || isNotFound(hashed)) {
     return {
       entry: { ...base, size: undefined, verdict: "missing" },
-      error: `Cannot verify "${f.path}": the file is missing, ${lister} lists ${
+      error: `Cannot verify "${printable(f.path)}": the file is missing, ${lister} lists ${
         shortDigest(f.expected?.sha256)
       }; copy it from the transfer media`,
     };
   }
   if (hashed instanceof Error) {
     return {
-      entry: { ...base, verdict: "missing" },
-      error: `Cannot verify "${f.path}": cannot read it: ${hashed.message}`,
+      entry: { ...base, verdict: "unreadable" },
+      error: `Cannot verify "${printable(f.path)}": the file is unreadable: ${
+        printable(hashed.message)
+      }; check its permissions or re-copy it`,
     };
   }
   const actual = hashed?.sha256;
   if (f.expected && actual !== f.expected.sha256) {
     return {
       entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
-      error: `Cannot verify "${f.path}": sha256 is ${shortDigest(actual)}, ${lister} lists ${
+      error: `Cannot verify "${printable(f.path)}": sha256 is ${
+        shortDigest(actual)
+      }, ${lister} lists ${
         shortDigest(f.expected.sha256)
       }; re-copy the file from the transfer media`,
     };
@@ -111,7 +117,7 @@ export function judgeFile(
   if (f.manifestSha256 && actual !== undefined && actual !== f.manifestSha256) {
     return {
       entry: { ...base, actual, size: hashed?.size ?? f.size, verdict: "mismatch" },
-      error: `Cannot verify "${f.path}": sha256 is ${
+      error: `Cannot verify "${printable(f.path)}": sha256 is ${
         shortDigest(actual)
       }, its model manifest.json lists ${
         shortDigest(f.manifestSha256)
@@ -211,7 +217,9 @@ export async function verifyBundle(
   }
   for (const p of missingOnly) {
     errors.push(
-      `Cannot verify "${p}": ${CHECKSUMS_FILE} lists it but the file is missing; copy it from the transfer media`,
+      `Cannot verify "${
+        printable(p)
+      }": ${CHECKSUMS_FILE} lists it but the file is missing; copy it from the transfer media`,
     );
     entries.push({ path: p, verdict: "missing" });
   }
@@ -249,11 +257,12 @@ export async function verifyBundle(
 export function assertVerified(report: VerifyReport): void {
   if (report.ok) return;
   const bad = report.files.filter((f) =>
-    f.verdict === "mismatch" || f.verdict === "missing" || f.verdict === "conflict" ||
+    f.verdict === "mismatch" || f.verdict === "missing" || f.verdict === "unreadable" ||
+    f.verdict === "conflict" ||
     f.verdict === "unsafe" ||
-    (f.verdict === "unlisted" && report.errors.some((e) => e.includes(`"${f.path}"`)))
+    (f.verdict === "unlisted" && report.errors.some((e) => e.includes(`"${printable(f.path)}"`)))
   );
-  const names = bad.slice(0, 5).map((f) => `"${f.path}" (${f.verdict})`).join(", ");
+  const names = bad.slice(0, 5).map((f) => `"${printable(f.path)}" (${f.verdict})`).join(", ");
   const more = bad.length > 5 ? ` and ${bad.length - 5} more` : "";
   const summary = bad.length > 0
     ? `Cannot verify the bundle: ${bad.length} of ${report.files.length} file(s) failed: ${names}${more}`

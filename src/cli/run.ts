@@ -3,7 +3,7 @@
  * to stdout (JSON or human text) and errors to exit codes.
  */
 import { createContext } from "../context.ts";
-import { ExitCode, InstallError, InterruptedError, UsageError } from "../errors.ts";
+import { ExitCode, InstallError, InterruptedError, printable, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { commandHelp, globalHelp, parseCommandLine, type Parsed } from "./flags.ts";
 import { COMMAND_HANDLERS } from "./commands.ts";
@@ -75,9 +75,11 @@ export async function runCli(argv: string[]): Promise<number> {
         ? new InterruptedError(String((e as Error)?.message ?? e))
         : e,
     );
-    err(`error: ${error.message}\n`);
-    if (error.detail) err(`${error.detail.replace(/^/gm, "  | ")}\n`);
-    if (error.hint) err(`hint: ${error.hint}\n`);
+    // Messages may quote names from files: no control character reaches the terminal.
+    const safe = (s: string) => printable(s, { keepNewlines: true });
+    err(`error: ${safe(error.message)}\n`);
+    if (error.detail) err(`${safe(error.detail).replace(/^/gm, "  | ")}\n`);
+    if (error.hint) err(`hint: ${safe(error.hint)}\n`);
     if (json) {
       out(
         JSON.stringify(

@@ -14,7 +14,7 @@ import {
   runCommand,
   type RunResult,
 } from "../docker.ts";
-import { throwIfAborted } from "../errors.ts";
+import { InterruptedError, throwIfAborted } from "../errors.ts";
 import {
   DB_BACKUPS_DIR,
   DEFAULT_HF_CACHE_DIR,
@@ -133,7 +133,7 @@ export interface DoctorDeps {
   run: Run;
   compose: (want?: ComposeChoice) => ReturnType<typeof detectCompose>;
   inspect: (refs: string[]) => Promise<Map<string, ImageInfo>>;
-  readTarIndex: (path: string) => Promise<TarIndex>;
+  readTarIndex: (path: string, opts?: { signal?: AbortSignal }) => Promise<TarIndex>;
   probes: NetworkProbes;
   stat: (path: string) => Promise<{ dev: number } | undefined>;
   listen: (hostname: string, port: number) => ListenResult;
@@ -278,7 +278,11 @@ export async function composePortWants(
   if (text === undefined) return undefined;
   const dir = composeFile.slice(0, composeFile.lastIndexOf("/")) || ".";
   const dotEnv = parseDotEnv((await readText(`${dir}/${ROOT_ENV}`)) ?? "");
-  return portsFromCompose(text, (k) => env(k) ?? dotEnv[k]);
+  return portsFromCompose(
+    text,
+    (k) => env(k) ?? (Object.hasOwn(dotEnv, k) ? dotEnv[k] : undefined),
+    composeFile,
+  );
 }
 
 /**
@@ -302,6 +306,7 @@ async function engineNeeds(
       env = idx.images.flatMap((i) => i.env);
       if (refs.length === 0) refs = idx.images.flatMap((i) => i.repoTags);
     } catch (e) {
+      if (e instanceof InterruptedError) throw e;
       variants.push(variantOf(img, e instanceof Error ? e : new Error(String(e))));
       out.push({
         file: img.file,
@@ -401,7 +406,12 @@ export async function runDoctor(
   ]);
   throwIfAborted(ctx.signal);
   const variants: EngineVariant[] = [];
-  gpu.images = await engineNeeds(opts.bundle, gpu, d.readTarIndex, variants);
+  gpu.images = await engineNeeds(
+    opts.bundle,
+    gpu,
+    (p) => d.readTarIndex(p, { signal: ctx.signal }),
+    variants,
+  );
   // Several builds of one engine (vLLM v0.28.0 and v0.28.0-cu129): the one this driver runs is
   // chosen, the others are "not needed on this host" instead of failures.
   const engines = chooseEngines(variants, gpu, opts.preferredEngineRefs);

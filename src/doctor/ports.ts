@@ -3,10 +3,15 @@
  * is tested: free, held by our own compose project, or held by something else (named when we
  * can find the process or container).
  */
-import { parse as parseYaml } from "yaml";
 import { DEFAULT_PORTS } from "../layout.ts";
 import type { Check, Run } from "./types.ts";
-import { expandRange, interpolate, parsePortEntry } from "../host/compose.ts";
+import {
+  composeInterpolate,
+  composeYaml,
+  expandRange,
+  parsePortEntry,
+  portBudget,
+} from "../host/compose.ts";
 import { envRecord, parseEnv } from "../host/dotenv.ts";
 
 /** Cortex's gateway runs on the host network and listens on 8084 (not declared in compose). */
@@ -39,10 +44,20 @@ export { interpolate, parsePortEntry } from "../host/compose.ts";
 export function portsFromCompose(
   yamlText: string,
   env: (k: string) => string | undefined,
+  file = "compose file",
 ): PortWant[] {
-  const doc = parseYaml(yamlText) as { services?: Record<string, Record<string, unknown>> } | null;
+  // The installer's compose reading: YAML and interpolation errors are preflight errors. Only
+  // `ports:` entries are interpolated (a secret the install will generate may be unset yet).
+  const doc = composeYaml(file, yamlText) as
+    | { services?: Record<string, Record<string, unknown>> }
+    | null;
+  const budget = portBudget(file);
   const wants: PortWant[] = [];
-  for (const [name, svc] of Object.entries(doc?.services ?? {})) {
+  const services =
+    doc && typeof doc === "object" && doc.services && typeof doc.services === "object"
+      ? doc.services
+      : {};
+  for (const [name, svc] of Object.entries(services)) {
     if (!svc || typeof svc !== "object") continue;
     const profiles = Array.isArray(svc.profiles) ? svc.profiles.map(String) : undefined;
     const base = { service: name, ...(profiles?.length ? { profiles } : {}) };
@@ -54,10 +69,9 @@ export function portsFromCompose(
       continue;
     }
     for (const entry of Array.isArray(svc.ports) ? svc.ports : []) {
-      const resolved = typeof entry === "string" ? interpolate(entry, env) : entry;
-      const p = parsePortEntry(resolved);
+      const p = parsePortEntry(composeInterpolate(file, entry, env));
       if (p.protocol !== "tcp") continue;
-      for (const port of p.ports) {
+      for (const port of budget(p.ports)) {
         wants.push({ port, ...(p.hostIp ? { hostIp: p.hostIp } : {}), ...base, source: "compose" });
       }
     }
@@ -72,6 +86,7 @@ export function defaultPortWants(): PortWant[] {
 
 /** Parses a `.env` file for compose interpolation (with the settings step's parser). */
 export function parseDotEnv(text: string): Record<string, string> {
+  // Null prototype (envRecord): `${toString}` is an unset variable, not Object.prototype's.
   return envRecord(parseEnv(text));
 }
 

@@ -74,7 +74,7 @@ Deno.test("portsFromCompose() reads Cortex's real compose files", async (t) => {
 });
 
 Deno.test("parseDotEnv()", () => {
-  assertEquals(parseDotEnv("# c\nA=1\nexport B='x y'\nC=\"q\"\nD=v # note\n"), {
+  assertEquals({ ...parseDotEnv("# c\nA=1\nexport B='x y'\nC=\"q\"\nD=v # note\n") }, {
     A: "1",
     B: "x y",
     C: "q",

@@ -18,7 +18,8 @@ const KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * is unwrapped. Lines that are not assignments are skipped.
  */
 export function parseVersionsEnv(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  // Null prototype: keys come from the file.
+  const out: Record<string, string> = Object.create(null);
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
@@ -42,7 +43,8 @@ export function parseVersionsEnv(text: string): Record<string, string> {
  * environment sets none of them).
  */
 export function parseScriptVersionsEnv(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  // Null prototype: keys come from the file.
+  const out: Record<string, string> = Object.create(null);
   for (const [key, rawValue] of Object.entries(parseVersionsEnv(text))) {
     out[key] = rawValue.replace(
       /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,

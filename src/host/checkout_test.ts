@@ -55,7 +55,7 @@ Deno.test("the checkout and the bundle select the policy together", async () => 
   );
   assertEquals(both.line, "0.2");
   // Quoted values are unwrapped; comments and junk skipped.
-  assertEquals(parseVersionsEnv("# x\nA=\"1\"\nB='2'\nnot a line\nexport C=3\n"), {
+  assertEquals({ ...parseVersionsEnv("# x\nA=\"1\"\nB='2'\nnot a line\nexport C=3\n") }, {
     A: "1",
     B: "2",
     C: "3",

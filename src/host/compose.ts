@@ -135,7 +135,8 @@ function interpolateTree(node: unknown, lookup: Lookup, onUnset: (n: string) => 
   if (typeof node === "string") return interpolate(node, lookup, onUnset);
   if (Array.isArray(node)) return node.map((x) => interpolateTree(x, lookup, onUnset));
   if (node && typeof node === "object") {
-    const out: Record<string, unknown> = {};
+    // Null prototype: a `__proto__:` key of the file is a plain key.
+    const out: Record<string, unknown> = Object.create(null);
     for (const [k, v] of Object.entries(node)) out[k] = interpolateTree(v, lookup, onUnset);
     return out;
   }
@@ -193,15 +194,109 @@ export function parsePortEntry(
   return { hostIp, ports: parts[0] ? expandRange(parts[0]) : [], protocol };
 }
 
+/** The most host ports one compose file may publish in total (ranges expanded). */
+export const MAX_HOST_PORTS = 4096;
+
 /** `9000-9002` -> [9000, 9001, 9002] (at most 1000 ports); `8080` -> [8080]; else []. */
 export function expandRange(s: string): number[] {
-  const m = s.trim().match(/^(\d+)(?:-(\d+))?$/);
+  const m = s.trim().match(/^(\d{1,5})(?:-(\d{1,5}))?$/);
   if (!m) return [];
   const a = Number(m[1]);
-  const b = m[2] ? Number(m[2]) : a;
+  const b = Math.min(m[2] ? Number(m[2]) : a, 65535);
   const out: number[] = [];
   for (let p = a; p <= b && out.length < 1000; p++) out.push(p);
   return out;
+}
+
+/** Counts expanded host ports against MAX_HOST_PORTS; throws a preflight error naming the cap. */
+export function portBudget(file: string): (ports: number[]) => number[] {
+  let total = 0;
+  return (ports) => {
+    total += ports.length;
+    if (total > MAX_HOST_PORTS) {
+      throw preflightError(
+        "preflight",
+        `Cannot read compose file "${file}": its ports: entries publish more than ${MAX_HOST_PORTS} host ports (the port cap)`,
+        "List the ports the stack uses; a range of thousands of ports is not a Cortex compose file.",
+      );
+    }
+    return ports;
+  };
+}
+
+/** The largest compose file read (Cortex's are about 10 KB). */
+export const MAX_COMPOSE_BYTES = 1024 * 1024;
+/** The deepest `[`/`{` nesting read (the YAML parser recurses per level). */
+export const MAX_COMPOSE_NESTING = 64;
+
+/** Which cap a compose text is over, if any (one linear scan). */
+function composeCapHit(text: string): string | undefined {
+  if (text.length > MAX_COMPOSE_BYTES) {
+    return `it is over ${MAX_COMPOSE_BYTES} characters (the compose size cap)`;
+  }
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_COMPOSE_NESTING) {
+        return `it nests [ or { more than ${MAX_COMPOSE_NESTING} levels deep (the nesting cap)`;
+      }
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
+}
+
+/**
+ * Parses a compose YAML text and interpolates its values: the one compose reading of the
+ * installer (install, plan, doctor). YAML errors (alias bombs included: the parser caps aliases),
+ * `${VAR:?}` of unset variables and bad `${` are preflight errors naming the file.
+ */
+export function composeDocument(
+  file: string,
+  text: string,
+  lookup: Lookup,
+  onUnset: (name: string) => void = () => {},
+): unknown {
+  return composeInterpolate(file, composeYaml(file, text), lookup, onUnset);
+}
+
+/** Parses compose YAML (caps first), not interpolated; errors are preflight errors naming the file. */
+export function composeYaml(file: string, text: string): unknown {
+  const cap = composeCapHit(text);
+  if (cap) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${cap}`,
+      "Pass Cortex's own compose file; this one is damaged or crafted.",
+    );
+  }
+  try {
+    return parseYaml(text, { logLevel: "error" });
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Fix the compose file.",
+    );
+  }
+}
+
+/** Interpolates a parsed compose value (or part of one); errors are preflight errors naming the file. */
+export function composeInterpolate(
+  file: string,
+  value: unknown,
+  lookup: Lookup,
+  onUnset: (name: string) => void = () => {},
+): unknown {
+  try {
+    return interpolateTree(value, lookup, onUnset);
+  } catch (e) {
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${file}": ${(e as Error).message}`,
+      "Fix the compose file or set the variable it requires.",
+    );
+  }
 }
 
 /** Host ports of one `ports:` entry (short or long syntax); [] for container-only entries. */
@@ -248,20 +343,14 @@ export function parseCompose(
   text: string,
   opts: ReadComposeOptions & { dotenvText?: string } = {},
 ): ComposeModel {
-  const fileVars = opts.dotenvText !== undefined ? envRecord(parseEnv(opts.dotenvText)) : {};
+  const fileVars: Record<string, string> = opts.dotenvText !== undefined
+    ? envRecord(parseEnv(opts.dotenvText))
+    : Object.create(null);
   const env = opts.env ?? {};
-  const lookup: Lookup = (n) => Object.hasOwn(env, n) ? env[n] : fileVars[n];
+  const lookup: Lookup = (n) =>
+    Object.hasOwn(env, n) ? env[n] : Object.hasOwn(fileVars, n) ? fileVars[n] : undefined;
   const unset = new Set<string>();
-  let doc: unknown;
-  try {
-    doc = interpolateTree(parseYaml(text), lookup, (n) => unset.add(n));
-  } catch (e) {
-    throw preflightError(
-      "preflight",
-      `Cannot read compose file "${file}": ${(e as Error).message}`,
-      "Fix the compose file or set the variable it requires.",
-    );
-  }
+  const doc = composeDocument(file, text, lookup, (n) => unset.add(n));
   if (
     !doc || typeof doc !== "object" || typeof (doc as { services?: unknown }).services !== "object"
   ) {
@@ -274,6 +363,7 @@ export function parseCompose(
     : defaultProjectName(dir === "." ? Deno.cwd() : dir);
   const active = new Set(opts.profiles ?? []);
   const services: ComposeService[] = [];
+  const budget = portBudget(file);
   for (const [name, raw] of Object.entries(top.services ?? {})) {
     const s = raw ?? {};
     const profiles = strList(s.profiles);
@@ -283,7 +373,7 @@ export function parseCompose(
       build: s.build !== undefined && s.build !== null,
       healthcheck: !!s.healthcheck &&
         !(s.healthcheck as Record<string, unknown>).disable,
-      ports: Array.isArray(s.ports) ? s.ports.flatMap(hostPorts) : [],
+      ports: Array.isArray(s.ports) ? s.ports.flatMap((e) => budget(hostPorts(e))) : [],
       env_file: strList(s.env_file),
       depends_on: strList(s.depends_on),
       profiles,

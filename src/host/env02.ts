@@ -8,6 +8,7 @@
  */
 import { parse as parseYaml } from "yaml";
 import {
+  ENV_KEY_RE,
   type EnvChange,
   type EnvDoc,
   envRecord,
@@ -72,8 +73,15 @@ export interface RootEnvPlan {
  * value) when a value cannot be written. Same inputs twice: the same bytes.
  */
 export function planRootEnv(input: RootEnvInput): RootEnvPlan {
-  const quoted: Record<string, string> = {};
+  const quoted: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(input.keys)) {
+    if (!ENV_KEY_RE.test(k)) {
+      throw preflightError(
+        "settings",
+        `Cannot set ${JSON.stringify(k)} in the root .env: not a variable name`,
+        "Use letters, digits and _ only, not starting with a digit.",
+      );
+    }
     const q = shellQuote(v);
     if ("error" in q) {
       throw preflightError(
@@ -91,7 +99,7 @@ export function planRootEnv(input: RootEnvInput): RootEnvPlan {
   const uncommented: EnvChange[] = [];
   const lines = doc.lines.map((l) => ({ ...l }));
   for (const key of Object.keys(input.keys)) {
-    if (key in have) continue;
+    if (Object.hasOwn(have, key)) continue;
     const i = lines.findIndex((l) => new RegExp(`^\\s*#\\s*${key}\\s*=`).test(l.raw));
     if (i < 0) continue;
     lines[i] = { ...lines[i], raw: `${key}=${quoted[key]}` };

@@ -410,8 +410,10 @@ export async function loadImages(
       }
     }
     try {
-      p.index = opts.indexes?.get(image.file) ?? await readTarIndex(file.abs);
+      p.index = opts.indexes?.get(image.file) ??
+        await readTarIndex(file.abs, { signal: ctx.signal });
     } catch (e) {
+      if (e instanceof InterruptedError) throw e;
       const msg = e instanceof Error ? e.message : String(e);
       fail(
         p,

@@ -21,6 +21,7 @@ export const VerdictSchema = z.object({
     "skipped",
     "mismatch",
     "missing",
+    "unreadable",
     "unlisted",
     "failed",
     "conflict",

@@ -188,6 +188,9 @@ export const JournalSchema = z.object({
   lastRun: LastRunSchema.optional(),
   /** Backups taken and dumps restored, newest last (the last DB_EVENTS_KEPT). */
   database: z.object({ events: z.array(DbEventSchema) }).optional(),
+}).refine((j) => j.current === undefined || j.current < j.releases.length, {
+  message: "current is not the index of a release",
+  path: ["current"],
 });
 export type Journal = z.infer<typeof JournalSchema>;
 

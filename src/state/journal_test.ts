@@ -288,3 +288,15 @@ Deno.test("runs, steps and releases", async (t) => {
     assertEquals(previousRelease(j), undefined);
   });
 });
+
+Deno.test("issue 10: a journal whose current is out of range is a validation error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cit-journal-current-" });
+  try {
+    const j = { version: 1, releases: [], artifacts: {}, loaded: {}, models: {}, current: 99 };
+    await Deno.writeTextFile(`${dir}/journal.json`, JSON.stringify(j));
+    const e = await assertRejects(() => readJournal(dir), InstallError);
+    assertMatch(e.message, /current/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -194,7 +194,10 @@ export async function preflight(
     throwIfAborted(ctx.signal);
     if (absent.includes(img)) continue;
     try {
-      indexes.set(img.file, await readTarIndex(`${bundle.dir}/${img.file}`));
+      indexes.set(
+        img.file,
+        await readTarIndex(`${bundle.dir}/${img.file}`, { signal: ctx.signal }),
+      );
     } catch (e) {
       if (img.critical || !(e instanceof InstallError)) throw e;
       ctx.log.warn(`Optional image "${img.file}" cannot be read and will be skipped: ${e.message}`);

@@ -20,6 +20,8 @@ export interface TarSpecEntry {
   pax?: boolean;
   /** Emit a GNU `L` long-name record before this entry. */
   gnuLongName?: boolean;
+  /** Write `data` (and its size) even for a type that carries none (a crafted tar). */
+  withData?: boolean;
 }
 
 export interface HeaderSpec {
@@ -100,7 +102,7 @@ export function buildTar(entries: TarSpecEntry[], opts: { end?: boolean } = {}):
       ? enc.encode(e.data)
       : e.data ?? new Uint8Array(e.size ?? 0);
     const type = e.type ?? "0";
-    const hasData = type === "0";
+    const hasData = type === "0" || e.withData === true;
     let name = e.name;
     if (e.pax) {
       const rec = enc.encode(

@@ -154,6 +154,14 @@ async function extractInto(
   try {
     for await (const entry of extract) {
       const h = entry.header;
+      // Only files carry data: tar-stream never ends the data of a directory (or link) entry
+      // whose size field is not 0, so draining it would wait forever.
+      if (h.type !== "file" && h.type !== "contiguous-file" && (h.size ?? 0) > 0) {
+        throw refuse(
+          h.name,
+          `is a ${h.type ?? "unknown"} entry that carries ${h.size} bytes of data`,
+        );
+      }
       const norm = normalizeEntryPath(h.name);
       if (!norm.ok) throw refuse(h.name, norm.reason);
       let rel: string | null;
@@ -228,6 +236,9 @@ async function extractInto(
             : layout.kind === "model"
             ? t.path
             : stripRoot(t.path, layout.root);
+          if (tRel !== null && staged.files.has(tRel) && unitOf(tRel) !== unitOf(rel)) {
+            throw refuse(h.name, `is a hard link to "${h.linkname}", outside its model folder`);
+          }
           const info = tRel === null ? undefined : staged.files.get(tRel);
           if (
             tRel === null || info === undefined || resolveInRoot(tRel, staged.links) !== tRel
@@ -274,9 +285,15 @@ async function extractInto(
     }
   }
   if (staged.links.size > 0) {
-    for (const rel of staged.links.keys()) {
-      if (resolveInRoot(rel, staged.links) === null) {
+    for (const [rel, target] of staged.links) {
+      const to = resolveInRoot(rel, staged.links);
+      if (to === null) {
         throw refuse(rel, "is a symbolic link that leads outside the archive");
+      }
+      // Each top folder is installed on its own (a model, or an HF cache repo): a link into a
+      // sibling or to the archive's root would point at another model once installed.
+      if (unitOf(to) !== unitOf(rel)) {
+        throw refuse(rel, `is a symbolic link to "${target}", outside its model folder`);
       }
     }
   }
@@ -285,6 +302,11 @@ async function extractInto(
     throw digestMismatch(`"${archive}"`, archive, digest, item.expected);
   }
   return staged;
+}
+
+/** The top folder of a staged path: the unit (model folder, HF cache repo) it is installed with. */
+function unitOf(rel: string): string {
+  return rel.split("/")[0];
 }
 
 /** Moves each complete model folder of a staged archive into the models dir. */

@@ -608,6 +608,41 @@ Deno.test("hostile archives are refused whole and write nothing outside", async 
     ["char device", [{ name: "models/a/tty", type: "3" }], /character-device entry/],
     ["fifo", [{ name: "models/a/p", type: "6" }], /fifo entry/],
     ["outside the root folder", [{ name: "other/a/x", data: "x" }], /outside the archive's root/],
+    // Fuzz finding: a directory entry with data made tar-stream wait forever.
+    [
+      "fuzz finding: a directory entry that carries data",
+      [{ name: "models/a/ok", data: "x" }, {
+        name: "models/a/",
+        type: "5",
+        data: "other",
+        withData: true,
+      }],
+      /carries 5 bytes of data/,
+    ],
+    // Issue 10 item 6: a link must stay inside the model folder being installed.
+    [
+      "issue 10: symlink to the archive root",
+      [{ name: "models/a/ok", data: "x" }, { name: "models/a/x", type: "2", linkname: ".." }],
+      /outside its model folder/,
+    ],
+    [
+      "issue 10: symlink into a sibling model",
+      [
+        { name: "models/b/w", data: "x" },
+        { name: "models/a/ok", data: "x" },
+        { name: "models/a/x", type: "2", linkname: "../b/w" },
+      ],
+      /outside its model folder/,
+    ],
+    [
+      "issue 10: hard link into a sibling model",
+      [
+        { name: "models/b/w", data: "x" },
+        { name: "models/a/ok", data: "x" },
+        { name: "models/a/h", type: "1", linkname: "models/b/w" },
+      ],
+      /outside its model folder/,
+    ],
   ];
   for (const [label, entries, re] of cases) {
     await t.step(label, async () => {
