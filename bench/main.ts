@@ -13,7 +13,7 @@
  * Asserts no timing: missed targets are reported, not failed. Exit 1 only when a case broke.
  */
 import { parseArgs } from "node:util";
-import { CASES, type Env, FULL, QUICK } from "./lib/cases.ts";
+import { CASES, type Env, EXTRA_CASES, FULL, QUICK } from "./lib/cases.ts";
 import { isRoot, sh, tryRun } from "./lib/proc.ts";
 import { removeLabelled } from "./lib/images.ts";
 import { cacheState, type CaseResult, say } from "./lib/suite.ts";
@@ -36,7 +36,9 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(
     "deno task bench [--quick] [--only CASE,...] [--rounds N] [--out DIR] [--compare REV]\n" +
-      `cases: ${Object.keys(CASES).join(", ")}`,
+      `cases: ${Object.keys(CASES).join(", ")}; with --only also: ${
+        Object.keys(EXTRA_CASES).join(", ")
+      }`,
   );
   Deno.exit(0);
 }
@@ -44,9 +46,10 @@ if (values.help) {
 const sizes = { ...(values.quick ? QUICK : FULL) };
 if (values.rounds) sizes.rounds = Math.max(1, Number(values.rounds));
 const only = values.only ? values.only.split(",").map((s) => s.trim()) : Object.keys(CASES);
+const ALL = { ...CASES, ...EXTRA_CASES };
 for (const o of only) {
-  if (!(o in CASES)) {
-    console.error(`Cannot run case "${o}": no such case. Cases: ${Object.keys(CASES).join(", ")}`);
+  if (!(o in ALL)) {
+    console.error(`Cannot run case "${o}": no such case. Cases: ${Object.keys(ALL).join(", ")}`);
     Deno.exit(2);
   }
 }
@@ -85,7 +88,7 @@ try {
     say(`case ${id}`);
     const t0 = performance.now();
     try {
-      const r = await CASES[id](env);
+      const r = await ALL[id](env);
       cases.push({ ...r, seconds: (performance.now() - t0) / 1000 });
       for (const x of r.ratios) {
         say(

@@ -813,7 +813,25 @@ export async function memoryCase(env: Env): Promise<Omit<CaseResult, "seconds">>
   };
 }
 
-/** Every case, in the order the suite runs them. */
+/**
+ * db (not in the default run: not in issue 11's table; `--only db`): backup and restore of a
+ * Cortex-like database with 100k usage rows (bench/lib/db.ts, issue 9), its summary as notes.
+ */
+export async function dbCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
+  const args = ["--rounds", String(env.sizes.rounds)];
+  if (env.sizes.quick) args.push("--rows", "2000");
+  const t = await timed([DENO, "run", "-A", `${env.repo}/bench/lib/db.ts`, ...args]);
+  if (t.code !== 0) throw new Error(`bench/lib/db.ts: ${t.stderr.slice(-2000)}`);
+  return {
+    id: "db",
+    title: "db: backup and restore of a Cortex 0.1 database (100k usage rows)",
+    contenders: [],
+    ratios: [],
+    notes: t.stdout.trim().split("\n").map((l) => `\`${l.trim()}\``),
+  };
+}
+
+/** The cases of the default run (issue 11's table), in the order the suite runs them. */
 export const CASES: Record<string, (env: Env) => Promise<Omit<CaseResult, "seconds">>> = {
   load: loadCase,
   "slow-media": slowMediaCase,
@@ -823,6 +841,11 @@ export const CASES: Record<string, (env: Env) => Promise<Omit<CaseResult, "secon
   models: modelsCase,
   hash: hashCase,
   memory: memoryCase,
+};
+
+/** Cases run only when named with --only. */
+export const EXTRA_CASES: Record<string, (env: Env) => Promise<Omit<CaseResult, "seconds">>> = {
+  db: dbCase,
 };
 
 export { median, removeLabelled, sh };
