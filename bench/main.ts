@@ -9,6 +9,8 @@
  *   deno task bench --only load,upgrade    some cases
  *   deno task bench --compare REV          also measures `main.ts` of git revision REV
  *   deno task bench --rounds 5 --out DIR
+ *   deno task bench --render               RESULTS.md and ratios.svg again from results.json
+ *                                          (after editing bench/explanations.ts)
  *
  * Asserts no timing: missed targets are reported, not failed. Exit 1 only when a case broke.
  */
@@ -30,16 +32,26 @@ const { values } = parseArgs({
     rounds: { type: "string" },
     out: { type: "string" },
     compare: { type: "string" },
+    render: { type: "boolean" },
     help: { type: "boolean" },
   },
 });
 if (values.help) {
   console.log(
-    "deno task bench [--quick] [--only CASE,...] [--rounds N] [--out DIR] [--compare REV]\n" +
+    "deno task bench [--quick] [--only CASE,...] [--rounds N] [--out DIR] [--compare REV] [--render]\n" +
       `cases: ${Object.keys(CASES).join(", ")}; with --only also: ${
         Object.keys(EXTRA_CASES).join(", ")
       }`,
   );
+  Deno.exit(0);
+}
+
+if (values.render) {
+  const dir = values.out ?? `${REPO}/bench`;
+  const res: Results = JSON.parse(await Deno.readTextFile(`${dir}/results.json`));
+  await Deno.writeTextFile(`${dir}/RESULTS.md`, resultsMarkdown(res, EXPLANATIONS) + "\n");
+  await Deno.writeTextFile(`${dir}/ratios.svg`, ratiosSvg(res));
+  say(`rendered ${dir}/RESULTS.md and ratios.svg from results.json`);
   Deno.exit(0);
 }
 
@@ -64,6 +76,7 @@ async function text(cmd: string[]): Promise<string> {
 }
 
 const started = performance.now();
+const loadAtStart = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
 const label = `bn${crypto.randomUUID().slice(0, 8)}`;
 const work = await Deno.makeTempDir({ prefix: `cit-bench-${label}-`, dir: "/var/tmp" });
 cacheState.enabled = !sizes.quick;
@@ -131,7 +144,9 @@ const results: Results = {
     memory: `${(mem.total / 1024 ** 3).toFixed(1)} GiB`,
     kernel: Deno.osRelease(),
     os: await text(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-    load: Deno.loadavg().map((x) => x.toFixed(2)).join(" "),
+    load: `${loadAtStart} at the start, ${
+      Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
+    } at the end`,
   },
   versions: {
     deno: Deno.version.deno,

@@ -54,7 +54,7 @@ export function resultsMarkdown(res: Results, explain: Record<string, string>): 
   L.push(`| CPUs | ${res.machine.cpus} |`);
   L.push(`| memory | ${res.machine.memory} |`);
   L.push(`| OS, kernel | ${res.machine.os}, ${res.machine.kernel} |`);
-  L.push(`| load average at the start | ${res.machine.load} |`);
+  L.push(`| load average (1, 5, 15 min) | ${res.machine.load} |`);
   L.push(`| Deno | ${res.versions.deno} |`);
   L.push(`| Docker engine | ${res.versions.engine} (${res.versions.storageDriver}) |`);
   L.push(`| cgroup | ${res.versions.cgroup} |`);
@@ -120,7 +120,7 @@ export function resultsMarkdown(res: Results, explain: Record<string, string>): 
  */
 export function ratiosSvg(res: Results): string {
   const rows = res.cases.flatMap((c) => c.ratios.filter((r) => r.target).map((r) => ({ c, r })));
-  const W = 900, left = 330, barW = 460, rowH = 26, top = 50;
+  const W = 1000, left = 330, barW = 440, rowH = 26, top = 50;
   const H = top + rows.length * rowH + 40;
   const esc = (s: string) =>
     s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll("`", "");
@@ -166,7 +166,7 @@ export function ratiosSvg(res: Results): string {
       }" height="${rowH - 8}" fill="${color}"/>`,
     );
     out.push(
-      `<text x="${x(score(r)) + 6}" y="${y + 15}">${
+      `<text x="${(x(score(r)) + 6).toFixed(1)}" y="${y + 15}">${
         esc(`${fmtRatio(r)} (target ${fmtTarget(r)})`)
       }</text>`,
     );
