@@ -232,6 +232,7 @@ function notesOf(b: LoadBundle): string {
 
 // ----------------------------------------------------------------------------------------------
 
+/** load: `load` of the load bundle against `docker load -i` of every tar and Cortex's method. */
 export async function loadCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const b = await theLoadBundle(env);
   const files = b.images.map((i) => i.file);
@@ -287,6 +288,7 @@ export async function loadCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   };
 }
 
+/** slow-media: the load case on the throttled loop-mounted copy (root only), plus one read of it. */
 export async function slowMediaCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const base = {
     id: "slow-media",
@@ -367,6 +369,7 @@ export async function slowMediaCase(env: Env): Promise<Omit<CaseResult, "seconds
   }
 }
 
+/** shared-base: two engine images on one base layer, against `docker load -i` of both tars. */
 export async function sharedBaseCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const s = env.sizes;
   const ns = `cit-bench-${env.label}`;
@@ -431,6 +434,7 @@ export async function sharedBaseCase(env: Env): Promise<Omit<CaseResult, "second
   }
 }
 
+/** upgrade: a v2 tar sharing 90% of its bytes with the installed v1, against `docker load -i`. */
 export async function upgradeCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const s = env.sizes;
   const ns = `cit-bench-${env.label}`;
@@ -509,6 +513,7 @@ function outcome(want: string) {
   };
 }
 
+/** rerun: `install` again over the installed bundle, against Cortex's method. */
 export async function rerunCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   say(`building the rerun world: engine image ${mb(env.sizes.rerun)}`);
   const { w, r } = await installedWorld(env.sizes.rerun);
@@ -598,6 +603,7 @@ const cpSync = (src: string, dst: string) => [
   dst,
 ];
 
+/** models: seeding (a) one file, (b) eight shards, against `cp -r` + `sync` and `cp -r`. */
 export async function modelsCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const s = env.sizes;
   const bundle = `${env.work}/model-bundle`;
@@ -687,6 +693,7 @@ export async function modelsCase(env: Env): Promise<Omit<CaseResult, "seconds">>
   };
 }
 
+/** hash: `verify` of the engine tar against `sha256sum` and `openssl dgst -sha256`. */
 export async function hashCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const b = await theLoadBundle(env);
   const e = b.images.find((i) => i.engine)!;
@@ -739,6 +746,7 @@ export async function hashCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   }
 }
 
+/** memory: peak RSS of load, install and seeding at each size (from the other cases, or measured here). */
 export async function memoryCase(env: Env): Promise<Omit<CaseResult, "seconds">> {
   const sizes = env.sizes.memory;
   const notes: string[] = [];

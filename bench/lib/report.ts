@@ -35,6 +35,7 @@ export function fmtTarget(r: Ratio): string {
   return `${op} ${r.target.value}${unit}`;
 }
 
+/** `met`, `**missed**`, or nothing for a ratio without a target. */
 export function verdict(r: Ratio): string {
   return r.met === undefined ? "" : r.met ? "met" : "**missed**";
 }

@@ -60,6 +60,7 @@ export interface CaseResult {
   seconds: number;
 }
 
+/** The median of the samples (NaN for none). */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
