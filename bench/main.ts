@@ -75,6 +75,50 @@ async function text(cmd: string[]): Promise<string> {
   }
 }
 
+/** Writes results.json, RESULTS.md and ratios.svg of the cases so far (after every case). */
+async function writeResults(final: boolean): Promise<Results> {
+  const mem = Deno.systemMemoryInfo();
+  const results: Results = {
+    partial: final
+      ? undefined
+      : `${cases.length} of ${only.length} cases (the run is still going or was stopped)`,
+    date: new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC",
+    quick: sizes.quick,
+    rounds: sizes.rounds,
+    machine: {
+      cpus: navigator.hardwareConcurrency,
+      memory: `${(mem.total / 1024 ** 3).toFixed(1)} GiB`,
+      kernel: Deno.osRelease(),
+      os: await text(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+      load: `${loadAtStart} at the start, ${
+        Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
+      } at the end`,
+    },
+    versions: {
+      deno: Deno.version.deno,
+      engine: await text(["docker", "version", "--format", "{{.Server.Version}}"]),
+      storageDriver: await text(["docker", "info", "--format", "{{.Driver}}"]),
+      cgroup: await text([
+        "sh",
+        "-c",
+        "[ -e /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1",
+      ]),
+    },
+    pageCache: !cacheState.enabled
+      ? "not dropped (--quick)"
+      : cacheState.failed === 0
+      ? `dropped before each of ${cacheState.dropped} cold runs (sync; echo 3 > /proc/sys/vm/drop_caches)`
+      : `NOT dropped for ${cacheState.failed} runs (not root): warm-cache figures`,
+    seconds: (performance.now() - started) / 1000,
+    cases,
+  };
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.writeTextFile(`${outDir}/results.json`, JSON.stringify(results, null, 2) + "\n");
+  await Deno.writeTextFile(`${outDir}/RESULTS.md`, resultsMarkdown(results, EXPLANATIONS) + "\n");
+  await Deno.writeTextFile(`${outDir}/ratios.svg`, ratiosSvg(results));
+  return results;
+}
+
 const started = performance.now();
 const loadAtStart = Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
 const label = `bn${crypto.randomUUID().slice(0, 8)}`;
@@ -125,6 +169,7 @@ try {
         seconds: (performance.now() - t0) / 1000,
       });
     }
+    await writeResults(false);
   }
 } finally {
   await removeLabelled(label);
@@ -134,42 +179,7 @@ try {
   await Deno.remove(work, { recursive: true }).catch(() => {});
 }
 
-const mem = Deno.systemMemoryInfo();
-const results: Results = {
-  date: new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC",
-  quick: sizes.quick,
-  rounds: sizes.rounds,
-  machine: {
-    cpus: navigator.hardwareConcurrency,
-    memory: `${(mem.total / 1024 ** 3).toFixed(1)} GiB`,
-    kernel: Deno.osRelease(),
-    os: await text(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-    load: `${loadAtStart} at the start, ${
-      Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
-    } at the end`,
-  },
-  versions: {
-    deno: Deno.version.deno,
-    engine: await text(["docker", "version", "--format", "{{.Server.Version}}"]),
-    storageDriver: await text(["docker", "info", "--format", "{{.Driver}}"]),
-    cgroup: await text([
-      "sh",
-      "-c",
-      "[ -e /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1",
-    ]),
-  },
-  pageCache: !cacheState.enabled
-    ? "not dropped (--quick)"
-    : cacheState.failed === 0
-    ? `dropped before each of ${cacheState.dropped} cold runs (sync; echo 3 > /proc/sys/vm/drop_caches)`
-    : `NOT dropped for ${cacheState.failed} runs (not root): warm-cache figures`,
-  seconds: (performance.now() - started) / 1000,
-  cases,
-};
-await Deno.mkdir(outDir, { recursive: true });
-await Deno.writeTextFile(`${outDir}/results.json`, JSON.stringify(results, null, 2) + "\n");
-await Deno.writeTextFile(`${outDir}/RESULTS.md`, resultsMarkdown(results, EXPLANATIONS) + "\n");
-await Deno.writeTextFile(`${outDir}/ratios.svg`, ratiosSvg(results));
+const results = await writeResults(true);
 say(
   `wrote ${outDir}/RESULTS.md, results.json, ratios.svg in ${
     (results.seconds / 60).toFixed(1)

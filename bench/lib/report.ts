@@ -10,6 +10,8 @@ import type { CaseResult, Ratio } from "./suite.ts";
 export interface Results {
   date: string;
   quick: boolean;
+  /** Set while the run is incomplete (results are written after every case). */
+  partial?: string;
   rounds: number;
   machine: { cpus: number; memory: string; kernel: string; os: string; load: string };
   versions: { deno: string; engine: string; storageDriver: string; cgroup: string };
@@ -51,6 +53,7 @@ export function resultsMarkdown(res: Results, explain: Record<string, string>): 
       "(`deno run -A main.ts ...` for ours) started with a cold page cache unless noted.",
     "",
   );
+  if (res.partial) L.push(`**Partial results: ${res.partial}.**`, "");
   L.push("| machine | |", "|---|---|");
   L.push(`| CPUs | ${res.machine.cpus} |`);
   L.push(`| memory | ${res.machine.memory} |`);
