@@ -8,6 +8,8 @@ export interface Timed {
   seconds: number;
   /** Peak resident set of the process (and its waited-for children), bytes; absent if unknown. */
   peakRss?: number;
+  /** CPU seconds (user + system) of the process and its waited-for children, when known. */
+  cpu?: number;
   code: number;
   stdout: string;
   stderr: string;
@@ -47,7 +49,7 @@ export async function timed(cmd: string[], o: TimedOptions = {}): Promise<Timed>
   if (o.stdinFile) {
     argv = ["sh", "-c", 'f="$1"; shift; exec "$@" < "$f"', "sh", o.stdinFile, ...argv];
   }
-  if (rssFile) argv = [TIME_BIN, "-f", "%M", "-o", rssFile, ...argv];
+  if (rssFile) argv = [TIME_BIN, "-f", "%M %U %S", "-o", rssFile, ...argv];
   if (o.cgroup) {
     argv = [
       "sh",
@@ -69,15 +71,19 @@ export async function timed(cmd: string[], o: TimedOptions = {}): Promise<Timed>
   }).output();
   const seconds = (performance.now() - t0) / 1000;
   let peakRss: number | undefined;
+  let cpu: number | undefined;
   if (rssFile) {
-    const kib = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
+    const last = (await Deno.readTextFile(rssFile)).trim().split("\n").pop() ?? "";
+    const [kib, user, sys] = last.split(" ").map(Number);
     if (Number.isFinite(kib) && kib > 0) peakRss = kib * 1024;
+    if (Number.isFinite(user) && Number.isFinite(sys)) cpu = user + sys;
     await Deno.remove(rssFile).catch(() => {});
   }
   const dec = new TextDecoder();
   return {
     seconds,
     peakRss,
+    cpu,
     code: out.code,
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),

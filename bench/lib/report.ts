@@ -102,14 +102,16 @@ export function resultsMarkdown(res: Results, explain: Record<string, string>): 
     if (c.notes.length) L.push("");
     if (c.contenders.length > 0) {
       L.push(
-        "| contender | median | spread (min–max) | runs | peak RSS |",
-        "|---|---|---|---|---|",
+        "| contender | median | spread (min–max) | runs | CPU s (median) | peak RSS |",
+        "|---|---|---|---|---|---|",
       );
       for (const m of c.contenders) {
         L.push(
           `| ${m.label} | ${fmtS(m.median)} | ${m.min.toFixed(2)}–${m.max.toFixed(2)} s | ${
             m.samples.map((s) => s.toFixed(2)).join(", ")
-          } | ${m.peakRss ? `${(m.peakRss / 1e6).toFixed(0)} MB` : ""} |`,
+          } | ${m.cpu !== undefined ? m.cpu.toFixed(2) : ""} | ${
+            m.peakRss ? `${(m.peakRss / 1e6).toFixed(0)} MB` : ""
+          } |`,
         );
       }
       L.push("");

@@ -33,6 +33,11 @@ export interface Measured {
   max: number;
   /** Peak RSS (bytes) over its runs, when measured. */
   peakRss?: number;
+  /**
+   * Median CPU seconds (user + system) of the process tree, when measured: the engine's own work
+   * (dockerd) is not in it. Unlike wall time it hardly moves with the machine's load.
+   */
+  cpu?: number;
 }
 
 /** A ratio the results report, with its target when the issue sets one. */
@@ -101,6 +106,7 @@ export function say(msg: string): void {
 export async function runRounds(contenders: Contender[], rounds: number): Promise<Measured[]> {
   const samples = new Map<string, number[]>(contenders.map((c) => [c.id, []]));
   const rss = new Map<string, number>();
+  const cpu = new Map<string, number[]>(contenders.map((c) => [c.id, []]));
   for (let r = 0; r < rounds; r++) {
     const order = contenders.map((_, i) => contenders[(i + r) % contenders.length]);
     for (const c of order) {
@@ -120,6 +126,7 @@ export async function runRounds(contenders: Contender[], rounds: number): Promis
       await c.check?.(t);
       samples.get(c.id)!.push(t.seconds);
       if (t.peakRss !== undefined) rss.set(c.id, Math.max(rss.get(c.id) ?? 0, t.peakRss));
+      if (t.cpu !== undefined) cpu.get(c.id)!.push(t.cpu);
       say(`  round ${r + 1}/${rounds} ${c.label}: ${t.seconds.toFixed(2)} s`);
     }
   }
@@ -133,6 +140,7 @@ export async function runRounds(contenders: Contender[], rounds: number): Promis
       min: Math.min(...s),
       max: Math.max(...s),
       peakRss: rss.get(c.id),
+      cpu: cpu.get(c.id)!.length ? median(cpu.get(c.id)!) : undefined,
     };
   });
 }
