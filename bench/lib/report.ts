@@ -190,7 +190,8 @@ export function readmeTable(res: Results): string {
     } (${res.machine.cpus} CPUs, Deno ${res.versions.deno}, ` +
       `engine ${res.versions.engine}; whole processes, page cache ${
         res.pageCache.startsWith("dropped") ? "dropped before each run" : "not dropped"
-      }, medians of ${res.rounds} interleaved rounds; details in bench/RESULTS.md):`,
+      }, medians of ${res.rounds} interleaved rounds; load average ${res.machine.load}; ` +
+      `details in bench/RESULTS.md)${res.partial ? `. Partial: ${res.partial}` : ""}:`,
     "",
   );
   L.push("| case | cortex-install | baseline | ratio | target |", "|---|---|---|---|---|");
