@@ -2,7 +2,8 @@
 # Installs what cortex-install's demo (and, with --test, its test suite) needs on a fresh Debian 12
 # machine, and starts a loopback-only Docker engine if none runs. Idempotent: what is there is kept.
 #   scripts/setup.sh          Deno (npm), Docker engine, Compose v1 and v2, busybox-static
-#   scripts/setup.sh --test   the same, plus skopeo and PostgreSQL 15 (the test journeys use them)
+#   scripts/setup.sh --test   the same, plus skopeo, PostgreSQL 15 (the test journeys use them) and
+#                             GNU time (the benchmark suite's peak RSS)
 # As non-root, it installs nothing with apt: it names the packages and exits 1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,8 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if $want_test; then
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+  # GNU time: the benchmark suite's peak RSS (bench/lib/proc.ts; its --quick run is a test).
+  [ -x /usr/bin/time ] || need+=(time)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

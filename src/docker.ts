@@ -7,6 +7,7 @@
  * The helpers below (inspect, tag, remove, compose detection) all take the runner.
  */
 import { dockerError } from "./errors.ts";
+import { apiLoad, engineSocket } from "./images/engine_api.ts";
 
 export interface RunResult {
   code: number;
@@ -62,6 +63,13 @@ export interface DockerCallOptions {
  */
 export interface DockerRunner {
   run(args: string[], opts?: DockerCallOptions): Promise<RunResult>;
+  /**
+   * `docker load` of the tar that `feed` writes, through the engine's API socket (no CLI process
+   * in between: src/images/engine_api.ts). Optional: a runner without it (the scripted ones of the
+   * unit tests) gets `run(["load"], { stdin: feed })`, and the real one falls back to that itself
+   * when it cannot reach the socket. Same result shape as the CLI's.
+   */
+  loadImage?(feed: StdinFeed, opts?: { signal?: AbortSignal }): Promise<RunResult>;
 }
 
 export interface ProcessDockerOptions {
@@ -75,15 +83,25 @@ export interface ProcessDockerOptions {
 
 /** The real runner: spawns `docker` (or `docker-compose`); a missing binary gives code 127. */
 export function processDocker(o: ProcessDockerOptions = {}): DockerRunner {
+  const run: DockerRunner["run"] = (args, c = {}) =>
+    runCommand(c.cli === "docker-compose" ? "docker-compose" : o.bin ?? "docker", args, {
+      stdin: c.stdin,
+      stdout: c.stdout,
+      env: o.env || c.env ? { ...o.env, ...c.env } : undefined,
+      cwd: c.cwd,
+      signal: c.signal === null ? undefined : c.signal ?? o.signal,
+    });
   return {
-    run: (args, c = {}) =>
-      runCommand(c.cli === "docker-compose" ? "docker-compose" : o.bin ?? "docker", args, {
-        stdin: c.stdin,
-        stdout: c.stdout,
-        env: o.env || c.env ? { ...o.env, ...c.env } : undefined,
-        cwd: c.cwd,
-        signal: c.signal === null ? undefined : c.signal ?? o.signal,
-      }),
+    run,
+    loadImage: async (feed, c = {}) => {
+      const signal = c.signal ?? o.signal;
+      // A custom CLI binary (tests) or an engine the CLI reaches some other way: the CLI.
+      const socket = o.bin || Deno.env.get("CORTEX_INSTALL_LOAD_CLI")
+        ? undefined
+        : engineSocket((n) => o.env?.[n] ?? Deno.env.get(n));
+      const r = socket ? await apiLoad(socket, feed, signal) : undefined;
+      return r ?? await run(["load"], { stdin: feed, signal });
+    },
   };
 }
 

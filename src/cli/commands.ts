@@ -1,16 +1,16 @@
-/** One handler per command: resolve inputs, call the steps, shape the report. */
+/**
+ * One handler per command: resolve inputs, call the steps, shape the report. The heavy commands'
+ * modules (install, state, demo, doctor: dax, compose, the steps) are imported when their command
+ * runs, so `load` and `verify` start without them (bench/ suite: start-up counts in every run).
+ */
 import { loadReleasePolicies } from "../bundle/release.ts";
 import { formatName, readBundle } from "../bundle/read.ts";
 import type { Bundle } from "../bundle/types.ts";
 import { verifyBundle } from "../bundle/verify.ts";
 import { loadImages } from "../images/load.ts";
-import { runDoctor } from "../doctor/mod.ts";
 import { ExitCode } from "../errors.ts";
 import { absPath, locateBundle } from "./paths.ts";
 import type { CommandHandler } from "./handler.ts";
-import { installCommand, parseComposeChoice, planCommand } from "./install.ts";
-import { rollbackCommand, statusCommand } from "./state.ts";
-import { demoCommand } from "./demo.ts";
 import { str } from "./flags.ts";
 
 /** The bundle as the reports show it: where, which format, which release line. */
@@ -88,6 +88,8 @@ const loadCommand: CommandHandler = async (ctx, f) => {
 };
 
 const doctorCommand: CommandHandler = async (ctx, f) => {
+  const { runDoctor } = await import("../doctor/mod.ts");
+  const { parseComposeChoice } = await import("./install.ts");
   const bundle = f.bundle
     ? await readBundle(await locateBundle(ctx, str(f.bundle)), await readPolicies(ctx, f))
     : undefined;
@@ -115,13 +117,17 @@ const doctorCommand: CommandHandler = async (ctx, f) => {
   };
 };
 
+/** A handler whose module is imported when the command runs. */
+const lazy = (load: () => Promise<CommandHandler>): CommandHandler => async (ctx, f) =>
+  (await load())(ctx, f);
+
 export const COMMAND_HANDLERS: Record<string, CommandHandler> = {
-  install: installCommand,
-  plan: planCommand,
+  install: lazy(async () => (await import("./install.ts")).installCommand),
+  plan: lazy(async () => (await import("./install.ts")).planCommand),
   verify: verifyCommand,
   load: loadCommand,
   doctor: doctorCommand,
-  status: statusCommand,
-  rollback: rollbackCommand,
-  demo: demoCommand,
+  status: lazy(async () => (await import("./state.ts")).statusCommand),
+  rollback: lazy(async () => (await import("./state.ts")).rollbackCommand),
+  demo: lazy(async () => (await import("./demo.ts")).demoCommand),
 };

@@ -1,5 +1,4 @@
 /** Where the bundle and the Cortex dir are, when no flag says: beside the executable, then cwd. */
-import { $ } from "dax";
 import type { Context } from "../context.ts";
 import { UsageError } from "../errors.ts";
 import {
@@ -53,6 +52,8 @@ export async function locateDir(
   }
   if (allowPrompt && ctx.interactive) {
     ctx.progress.clear();
+    // dax only for the prompt: imported when one is shown (start-up of every other run).
+    const { $ } = await import("dax");
     const answer = await $.prompt(`${what} not found. Path to it`);
     if (answer && (await isDir(absPath(ctx, answer)))) return absPath(ctx, answer);
     throw new UsageError(`${what} "${answer}" is not a directory`, `Pass --${flag} DIR.`);

@@ -6,7 +6,6 @@ import { createContext } from "../context.ts";
 import { ExitCode, InstallError, InterruptedError, printable, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { commandHelp, globalHelp, parseCommandLine, type Parsed } from "./flags.ts";
-import { COMMAND_HANDLERS } from "./commands.ts";
 
 const enc = new TextEncoder();
 const out = (s: string) => Deno.stdout.writeSync(enc.encode(s));
@@ -55,6 +54,8 @@ export async function runCli(argv: string[]): Promise<number> {
   });
   const started = performance.now();
   try {
+    // Imported here: `--help` and `--version` need none of the commands' modules.
+    const { COMMAND_HANDLERS } = await import("./commands.ts");
     const handler = COMMAND_HANDLERS[parsed.command.name];
     const outcome = await handler(ctx, parsed.values);
     ctx.progress.finish();

@@ -232,7 +232,7 @@ export async function inspectDatabase(
 
 /**
  * An estimate of a plain dump's size for the disk preflight: `pg_database_size()`. Measured on
- * Cortex-like data (bench/db.ts): the plain dump is smaller than the database on disk (no
+ * Cortex-like data (bench/lib/db.ts): the plain dump is smaller than the database on disk (no
  * indexes, no free space), so this errs on the safe side.
  */
 export async function estimateDumpBytes(

@@ -11,18 +11,18 @@
  * Each of our operations runs in a fresh `deno` process so its peak RSS (VmHWM) is its own; a
  * process that only loads the module gives the floor.
  *
- *   deno run -A bench/db.ts [--rows 100000] [--rounds 3]
+ *   deno run -A bench/lib/db.ts  (or: deno task bench --only db) [--rows 100000] [--rounds 3]
  *
  * Prints numbers; asserts nothing.
  */
 import { parseArgs } from "node:util";
-import { processDocker, runCommand, runDocker } from "../src/docker.ts";
+import { processDocker, runCommand, runDocker } from "../../src/docker.ts";
 import {
   backupDatabase,
   inspectDatabase,
   pgTargetFromContainer,
   restoreDatabase,
-} from "../src/host/db.ts";
+} from "../../src/host/db.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -60,9 +60,9 @@ if (values.child) {
 
 const rows = Number(values.rows ?? 100_000);
 const rounds = Number(values.rounds ?? 3);
-const { postgresImage, startPostgres } = await import("../test/support/postgres_image.ts");
-const { removeTestImages } = await import("../test/support/fixtures.ts");
-const SCHEMA = new URL("../test/support/standin/gateway/sql/schema_0.1.sql", import.meta.url)
+const { postgresImage, startPostgres } = await import("../../test/support/postgres_image.ts");
+const { removeTestImages } = await import("../../test/support/fixtures.ts");
+const SCHEMA = new URL("../../test/support/standin/gateway/sql/schema_0.1.sql", import.meta.url)
   .pathname;
 
 const img = await postgresImage();
