@@ -107,8 +107,8 @@ const OS_HINTS: Record<string, string> = {
   ENOSPC: "The filesystem is full: free space on it",
   EDQUOT: "The disk quota is used up: free space",
   EROFS: "The filesystem is read-only: mount it read-write or pick another folder",
-  EACCES: "Permission denied: run as a user who may write there, or fix its owner or mode",
-  EPERM: "Operation not permitted: run as a user who may write there",
+  EACCES: "Permission denied: run as a user who may read and write there, or fix the owner or mode",
+  EPERM: "Operation not permitted: run as a user who may read and write there",
   EIO: "The disk reported an I/O error: check it (dmesg)",
 };
 
