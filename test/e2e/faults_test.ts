@@ -96,10 +96,10 @@ async function readJournal(s: CortexSetup): Promise<Json | undefined> {
 }
 
 /** Runs the CLI as a subprocess, calling `onStderr` with all of stderr so far on each chunk. */
-async function spawnCli(
+function spawnCli(
   cmd: string[],
   o: { env?: Record<string, string>; onStderr?: (text: string, pid: number) => void } = {},
-): Promise<{ pid: number; done: Promise<CliResult> }> {
+): { pid: number; done: Promise<CliResult> } {
   const child = new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     cwd: REPO_ROOT,
@@ -139,7 +139,7 @@ async function interruptAt(
 ): Promise<{ r: CliResult; steps: Record<string, string> | undefined }> {
   await Deno.mkdir(s.stateDir, { recursive: true, mode: 0o700 });
   const watcher = Deno.watchFs(s.stateDir);
-  const { pid, done } = await spawnCli(cliCmd(args));
+  const { pid, done } = spawnCli(cliCmd(args));
   let steps: Record<string, string> | undefined;
   const seen: string[] = [];
   const watching = (async () => {
@@ -337,7 +337,7 @@ Deno.test({
         const sock = join(s.dir, "docker.sock");
         const proxy = socketProxy(sock);
         let killedAt: string | undefined;
-        const { done } = await spawnCli(
+        const { done } = spawnCli(
           cliCmd(["install", ...s.args, "--yes", "--skip-start"]),
           {
             env: { DOCKER_HOST: `unix://${sock}` },
@@ -441,7 +441,7 @@ Deno.test({
             "install",
             ...s.args,
             "--yes",
-          ]).then((x) => x.done));
+          ]).done);
         const r = await install(s, "--skip-start");
         assertEquals(r.code, 0, r.stderr);
         await assertModelInstalled(b, s);
