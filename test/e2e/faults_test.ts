@@ -292,7 +292,7 @@ Deno.test({
         const c = faultCase(id);
         const { r, steps } = await interruptAt(
           a,
-          ["install", ...a.args, "--yes", "--wait-timeout", "120", ...extra],
+          ["install", ...a.args, "--yes", "--wait-timeout", "300", ...extra],
           step,
         );
         assert(steps, `${id}: the run never reached the ${step} step:\n${r.stderr}`);
@@ -378,7 +378,7 @@ Deno.test({
         "SIGTERM while the stack starts: exit 130; the next run ends healthy",
         async () => {
           await sigterm("sigterm-stack", "stack");
-          const r = await install(a, "--json", "--wait-timeout", "120");
+          const r = await install(a, "--json", "--wait-timeout", "300");
           assertEquals(r.code, 0, r.stderr);
           assertEquals(JSON.parse(r.stdout).ok, true);
           await assertModelInstalled(heavy, a);
@@ -537,7 +537,7 @@ Deno.test({
         } finally {
           held.close();
         }
-        const next = await install(s, "--wait-timeout", "120");
+        const next = await install(s, "--wait-timeout", "300");
         assertEquals(next.code, 0, next.stderr);
         assertEquals((await projectHealth(s.project)).gateway, "healthy");
       });
