@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
+import { type FlagKind, redactArgsWith } from "../state/redact.ts";
 import {
   DEFAULT_BUNDLE_NAMES,
   DEFAULT_COMPOSE,
@@ -24,6 +25,11 @@ export interface FlagSpec {
   arg?: string;
   help: string;
   default?: string;
+  /**
+   * The value is a secret, or may hold one: it is hidden (`***`) wherever the command line is
+   * echoed (audit log, errors), in both `--flag=value` and `--flag value` forms.
+   */
+  secret?: boolean;
 }
 
 export interface CommandSpec {
@@ -148,6 +154,8 @@ const adminPasswordFile: FlagSpec = {
   name: "admin-password-file",
   type: "string",
   arg: "FILE",
+  // A path, but people paste the password itself there: never echoed.
+  secret: true,
   help:
     "Cortex 0.2: a file holding the first admin's password on one line (never a password on the command line); or ADMIN_BOOTSTRAP_PASSWORD in the environment; on a terminal, asked (hidden, twice)",
 };
@@ -350,7 +358,7 @@ export function parseCommandLine(argv: string[]): Parsed | { global: "help" | "v
   if (first === "--help" || first === "-h" || first === "help") {
     if (argv[1]) {
       const c = COMMANDS.find((c) => c.name === argv[1]);
-      if (!c) throw new UsageError(`Unknown command "${argv[1]}"`, "Run `cortex-install --help`.");
+      if (!c) throw unknownCommand(argv[1]);
       return { command: c, values: { help: true }, positionals: [] };
     }
     return { global: "help" };
@@ -358,35 +366,153 @@ export function parseCommandLine(argv: string[]): Parsed | { global: "help" | "v
   if (first === "--version" || first === "-V") return { global: "version" };
   if (first.startsWith("-")) return parseFor(COMMANDS[0], argv);
   const cmd = COMMANDS.find((c) => c.name === first);
-  if (!cmd) {
-    throw new UsageError(
-      `Unknown command "${first}"`,
-      `Commands: ${COMMANDS.map((c) => c.name).join(", ")}. Run \`cortex-install --help\`.`,
-    );
-  }
+  if (!cmd) throw unknownCommand(first);
   return parseFor(cmd, argv.slice(1));
+}
+
+function unknownCommand(word: string): UsageError {
+  const names = COMMANDS.map((c) => c.name);
+  const near = didYouMean(word, names);
+  // A word that is not a command may be a value typed where a command goes: echo it redacted.
+  const shown = redactArgs([word])[0];
+  return new UsageError(
+    `Unknown command "${shown}"`,
+    `${near ? `Did you mean \`${near}\`? ` : ""}Commands: ${
+      names.join(", ")
+    }. Run \`cortex-install --help\`.`,
+  );
+}
+
+/**
+ * The Damerau-Levenshtein distance (optimal string alignment: insertions, deletions,
+ * substitutions and swaps of two neighbours each cost 1).
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The known word closest to a mistyped one, when it is close: at most a third of the word's
+ * length in edits (at least 1, at most 3), ties going to the first in `known`. Case is ignored.
+ */
+export function didYouMean(word: string, known: readonly string[]): string | undefined {
+  const w = word.toLowerCase();
+  const limit = Math.min(3, Math.max(1, Math.floor(w.length / 3)));
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const dist = editDistance(w, k.toLowerCase());
+    if (dist < bestD) [best, bestD] = [k, dist];
+  }
+  return bestD <= limit ? best : undefined;
+}
+
+/** The short forms of the table's flags. */
+const SHORT: Record<string, string> = { help: "h", yes: "y" };
+
+/**
+ * The kind of a flag name (without dashes) in the table, over every command: it takes a value
+ * when it is a string flag, it is secret when marked `secret`. Undefined for a name no command has.
+ */
+export function cliFlagKind(name: string): FlagKind | undefined {
+  const long = Object.entries(SHORT).find(([, s]) => s === name)?.[0] ?? name;
+  const specs = COMMANDS.flatMap((c) => c.flags).filter((f) => f.name === long);
+  if (specs.length === 0) return undefined;
+  return {
+    takesValue: specs.some((f) => f.type === "string"),
+    secret: specs.some((f) => f.secret === true),
+  };
+}
+
+/**
+ * A copy of a command line with the values of secret flags hidden, by the flag table (see
+ * redactArgsWith in src/state/redact.ts): what the audit log records and what errors echo. A
+ * flag the table lacks whose closest known flag is secret (`--admin-pasword-file`) counts as
+ * that flag: a typo must not reveal the value.
+ */
+export function redactArgs(argv: readonly string[]): string[] {
+  const names = [...new Set(COMMANDS.flatMap((c) => c.flags.map((f) => f.name)))];
+  return redactArgsWith(argv, (name) => {
+    const known = cliFlagKind(name);
+    if (known) return known;
+    const near = didYouMean(name, names);
+    return near && cliFlagKind(near)?.secret ? cliFlagKind(near) : undefined;
+  });
 }
 
 function parseFor(command: CommandSpec, args: string[]): Parsed {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
   for (const f of command.flags) {
     options[f.name] = { type: f.type };
-    if (f.name === "help") options[f.name].short = "h";
-    if (f.name === "yes") options[f.name].short = "y";
+    if (SHORT[f.name]) options[f.name].short = SHORT[f.name];
+  }
+  const helpHint = `Run \`cortex-install ${command.name} --help\`.`;
+  // First pass, lenient: find unknown flags, to name them with a suggestion (never a value).
+  const loose = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true });
+  for (const t of loose.tokens ?? []) {
+    if (t.kind !== "option" || Object.hasOwn(options, t.name)) continue;
+    if (t.rawName.length === 2 && !t.rawName.startsWith("--")) {
+      throw new UsageError(`Unknown flag "${t.rawName}" for "${command.name}"`, helpHint);
+    }
+    const near = didYouMean(t.name, command.flags.map((f) => f.name));
+    const elsewhere = COMMANDS.filter((c) =>
+      c !== command && c.flags.some((f) => f.name === t.name)
+    ).map((c) => c.name);
+    throw new UsageError(
+      `Unknown flag "--${t.name}" for "${command.name}"`,
+      near
+        ? `Did you mean --${near}? ${helpHint}`
+        : elsewhere.length
+        ? `--${t.name} is a flag of ${elsewhere.join(", ")}. ${helpHint}`
+        : helpHint,
+    );
   }
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true });
   } catch (e) {
+    // node's messages name the flag, never its value.
     throw new UsageError(
-      `${(e as Error).message.replace(/\. To specify a positional.*$/s, "")}`,
-      `Run \`cortex-install ${command.name} --help\`.`,
+      `${(e as Error).message.replace(/\. To specify a positional.*$/s, "").replace(/\n/g, " ")}`,
+      helpHint,
     );
   }
+  // A flag that takes one value, given twice: refuse rather than silently keep the last.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== "option" || options[t.name]?.type !== "string") continue;
+    if (seen.has(t.name)) {
+      throw new UsageError(
+        `Cannot use --${t.name} twice: it takes one value`,
+        `Give --${t.name} once. ${helpHint}`,
+      );
+    }
+    seen.add(t.name);
+  }
   if (parsed.positionals.length > 0) {
+    const tokens = parsed.tokens ?? [];
+    const pos = tokens.find((t) => t.kind === "positional")!;
+    const afterTerminator = tokens.some((t) =>
+      t.kind === "option-terminator" && t.index < pos.index
+    );
+    // Echo it redacted by its place in the command line; never what follows a `--`.
+    const shown = afterTerminator ? undefined : redactArgs(args)[pos.index];
     throw new UsageError(
-      `Unexpected argument "${parsed.positionals[0]}" for "${command.name}"`,
-      `Run \`cortex-install ${command.name} --help\`.`,
+      shown === undefined
+        ? `Unexpected argument after "--" for "${command.name}"`
+        : `Unexpected argument "${shown}" for "${command.name}"`,
+      `${command.name} takes flags only. ${helpHint}`,
     );
   }
   const values: Record<string, string | boolean | undefined> = {};

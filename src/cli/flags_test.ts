@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { commandHelp, COMMANDS, globalHelp, parseCommandLine } from "./flags.ts";
+import {
+  commandHelp,
+  COMMANDS,
+  didYouMean,
+  editDistance,
+  globalHelp,
+  parseCommandLine,
+} from "./flags.ts";
+import { REPO_ROOT, runCli } from "../../test/support/fixtures.ts";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
@@ -57,4 +65,118 @@ Deno.test("parseCommandLine()", async (t) => {
 Deno.test("VERSION matches deno.json", async () => {
   const cfg = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
   assert.equal(cfg.version, VERSION);
+});
+
+/** The UsageError parseCommandLine throws for these arguments. */
+function usageError(argv: string[]): UsageError {
+  try {
+    parseCommandLine(argv);
+  } catch (e) {
+    assert.ok(e instanceof UsageError, String(e));
+    return e;
+  }
+  throw new Error(`no usage error for ${JSON.stringify(argv)}`);
+}
+
+Deno.test("editDistance() counts edits, a swap of neighbours as one", () => {
+  const cases: [string, string, number][] = [
+    ["bundle", "bundle", 0],
+    ["bundel", "bundle", 1],
+    ["bndle", "bundle", 1],
+    ["bunddle", "bundle", 1],
+    ["bandle", "bundle", 1],
+    ["", "abc", 3],
+    ["verify", "doctor", 6],
+  ];
+  for (const [a, b, want] of cases) assert.equal(editDistance(a, b), want, `${a} ${b}`);
+});
+
+Deno.test("didYouMean() suggests only a close word", () => {
+  const names = COMMANDS.map((c) => c.name);
+  assert.equal(didYouMean("instal", names), "install");
+  assert.equal(didYouMean("INSTALL", names), "install");
+  assert.equal(didYouMean("verfiy", names), "verify");
+  assert.equal(didYouMean("stauts", names), "status");
+  assert.equal(didYouMean("x", names), undefined);
+  assert.equal(didYouMean("upgrade", names), undefined);
+  assert.equal(didYouMean("bundel", ["bundle", "json"]), "bundle");
+});
+
+Deno.test("usage errors: did you mean, repeated flags, echoes", async (t) => {
+  await t.step("a mistyped command gets the closest one", () => {
+    const e = usageError(["instal", "--yes"]);
+    assert.match(e.message, /Unknown command "instal"/);
+    assert.match(e.hint!, /Did you mean `install`\?/);
+  });
+  await t.step("a mistyped flag gets the closest flag of that command", () => {
+    const e = usageError(["install", "--bundel", "/b"]);
+    assert.match(e.message, /Unknown flag "--bundel" for "install"/);
+    assert.match(e.hint!, /Did you mean --bundle\?/);
+    assert.match(usageError(["doctor", "--ofline"]).hint!, /Did you mean --offline\?/);
+    assert.match(usageError(["--skip-modles", "--yes"]).hint!, /Did you mean --skip-models\?/);
+  });
+  await t.step("a flag of another command says which", () => {
+    const e = usageError(["verify", "--cortex-dir", "/c"]);
+    assert.match(e.hint!, /--cortex-dir is a flag of install, plan/);
+  });
+  await t.step("nothing close: no suggestion", () => {
+    assert.doesNotMatch(usageError(["verify", "--frobnicate"]).hint!, /Did you mean/);
+  });
+  await t.step("a single-value flag given twice is refused, naming it", () => {
+    for (
+      const argv of [
+        ["verify", "--bundle", "/a", "--bundle", "/b"],
+        ["verify", "--bundle=/a", "--bundle", "/a"],
+        ["install", "--models-dir", "/m", "--yes", "--models-dir=/n"],
+      ]
+    ) {
+      const e = usageError(argv);
+      const name = argv.find((a, i) => i > 0 && a.startsWith("--"))!.split("=")[0];
+      assert.equal(e.message, `Cannot use ${name} twice: it takes one value`);
+      assert.equal(e.exitCode, 2);
+    }
+  });
+  await t.step("a switch given twice is harmless", () => {
+    const p = parseCommandLine(["verify", "--json", "--json", "--bundle", "/b"]);
+    assert.ok(!("global" in p));
+    assert.equal(p.values.json, true);
+  });
+  await t.step("errors never echo a secret flag's value", () => {
+    for (
+      const argv of [
+        ["install", "--admin-password-file", "-hunter2"],
+        ["install", "--admin-password-file", "--", "hunter2"],
+        ["install", "--yes", "--", "hunter2"],
+        ["install", "--admin-pasword-file", "hunter2"],
+        ["install", "--admin-pasword-file=hunter2"],
+        ["install", "--hf-token=hunter2"],
+      ]
+    ) {
+      const e = usageError(argv);
+      assert.doesNotMatch(`${e.message} ${e.hint}`, /hunter2/, JSON.stringify(argv));
+    }
+  });
+  await t.step("an unexpected word is echoed when it is no secret's place", () => {
+    assert.match(usageError(["verify", "extra"]).message, /Unexpected argument "extra"/);
+  });
+});
+
+Deno.test("the CLI as a subprocess: exit 2 with the suggestion on stderr, nothing on stdout", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["verify", "--bundel", REPO_ROOT],
+      /Unknown flag "--bundel" for "verify"[^]*Did you mean --bundle\?/,
+    ],
+    [["verfy", "--bundle", REPO_ROOT], /Unknown command "verfy"[^]*Did you mean `verify`\?/],
+    [
+      ["verify", "--bundle", "/a", "--bundle", "/b"],
+      /Cannot use --bundle twice: it takes one value/,
+    ],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, re);
+    assert.equal(r.stdout, "");
+  }
 });

@@ -14,7 +14,7 @@ import {
   runCommand,
   type RunResult,
 } from "../docker.ts";
-import { InterruptedError, throwIfAborted } from "../errors.ts";
+import { InstallError, InterruptedError, preflightError, throwIfAborted } from "../errors.ts";
 import {
   DB_BACKUPS_DIR,
   DEFAULT_HF_CACHE_DIR,
@@ -278,11 +278,24 @@ export async function composePortWants(
   if (text === undefined) return undefined;
   const dir = composeFile.slice(0, composeFile.lastIndexOf("/")) || ".";
   const dotEnv = parseDotEnv((await readText(`${dir}/${ROOT_ENV}`)) ?? "");
-  return portsFromCompose(
-    text,
-    (k) => env(k) ?? (Object.hasOwn(dotEnv, k) ? dotEnv[k] : undefined),
-    composeFile,
-  );
+  try {
+    return portsFromCompose(
+      text,
+      (k) => env(k) ?? (Object.hasOwn(dotEnv, k) ? dotEnv[k] : undefined),
+      composeFile,
+    );
+  } catch (e) {
+    // A compose file that does not parse (YAML error, `${VAR:?}` unset): the same clean error as
+    // the compose reader's, not a stack trace.
+    if (e instanceof InstallError) throw e;
+    throw preflightError(
+      "preflight",
+      `Cannot read compose file "${composeFile}": ${
+        (e as Error).message.split("\n")[0].replace(/:$/, "")
+      }`,
+      "Fix the compose file or set the variable it requires.",
+    );
+  }
 }
 
 /**

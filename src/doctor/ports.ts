@@ -9,6 +9,7 @@ import {
   composeInterpolate,
   composeYaml,
   expandRange,
+  interpolate,
   parsePortEntry,
   portBudget,
 } from "../host/compose.ts";
@@ -63,9 +64,9 @@ export function portsFromCompose(
     const base = { service: name, ...(profiles?.length ? { profiles } : {}) };
     if (svc.network_mode === "host") {
       const image = typeof svc.image === "string" ? svc.image : "";
-      if (name === "gateway" || /cortex[-_]gateway/.test(image)) {
-        wants.push({ port: GATEWAY_HOST_PORT, ...base, source: "host-network" });
-      }
+      const ports = new Set(healthcheckPorts(svc.healthcheck, env));
+      if (name === "gateway" || /cortex[-_]gateway/.test(image)) ports.add(GATEWAY_HOST_PORT);
+      for (const port of ports) wants.push({ port, ...base, source: "host-network" });
       continue;
     }
     for (const entry of Array.isArray(svc.ports) ? svc.ports : []) {
@@ -77,6 +78,32 @@ export function portsFromCompose(
     }
   }
   return wants.sort((a, b) => a.port - b.port);
+}
+
+/**
+ * The loopback ports a host-network service's healthcheck probes (`wget http://127.0.0.1:18084/`,
+ * `curl localhost:8084`): on the host network, that is a port the service binds on the host.
+ */
+export function healthcheckPorts(
+  healthcheck: unknown,
+  env: (k: string) => string | undefined,
+): number[] {
+  const test = (healthcheck as { test?: unknown } | null)?.test;
+  const parts = Array.isArray(test) ? test : [test];
+  // A part that does not interpolate (a `${VAR:?}` the install sets later) names no port yet.
+  const text = parts.filter((p) => typeof p === "string").map((p) => {
+    try {
+      return interpolate(p, env);
+    } catch {
+      return "";
+    }
+  }).join(" ");
+  const out: number[] = [];
+  for (const m of text.matchAll(/(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):(\d{1,5})\b/g)) {
+    const port = Number(m[1]);
+    if (port > 0 && port < 65536 && !out.includes(port)) out.push(port);
+  }
+  return out;
 }
 
 /** Cortex's own ports when no compose file is given. */

@@ -2,6 +2,7 @@ import { assertEquals, assertMatch } from "../../test/support/assert.ts";
 import {
   checkPorts,
   classifyBusy,
+  healthcheckPorts,
   interpolate,
   parseDockerPs,
   parseDotEnv,
@@ -194,4 +195,29 @@ Deno.test("tryListen() sees a real loopback listener", () => {
     free = tryListen("127.0.0.1", p) === "free";
   }
   assertEquals(free, true);
+});
+
+Deno.test("a host-network service's healthcheck port is one it binds on the host", () => {
+  const yaml = `services:
+  api:
+    network_mode: host
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O- http://127.0.0.1:\${API_PORT:-18084}/health"]
+  web:
+    network_mode: host
+    healthcheck: { test: "curl -f localhost:3000/ && curl -f http://localhost:3000/x" }
+  db:
+    network_mode: host
+    healthcheck: { test: ["CMD", "pg_isready"] }
+`;
+  assertEquals(
+    portsFromCompose(yaml, (k) => (k === "API_PORT" ? "25000" : undefined)).map((w) => [
+      w.port,
+      w.service,
+      w.source,
+    ]),
+    [[3000, "web", "host-network"], [25000, "api", "host-network"]],
+  );
+  assertEquals(healthcheckPorts({ test: ["CMD", "true"] }, () => undefined), []);
+  assertEquals(healthcheckPorts(null, () => undefined), []);
 });

@@ -28,7 +28,8 @@ const KNOWN_DEFAULTS = new Set(["admin", "password", "changeme", "cortex", "admi
 
 /**
  * Reads `--admin-password-file FILE`: its content without one trailing newline (`\n` or
- * `\r\n`). An unreadable, empty or multi-line file is a usage error (exit 2) naming the file.
+ * `\r\n`). An unreadable file is a usage error (exit 2) that does not echo the path (it may be
+ * the password pasted in its place); an empty or multi-line one is one naming the file.
  * `mode` warns when group or others can read it (the warning names the file only).
  */
 export async function readPasswordFile(
@@ -40,9 +41,17 @@ export async function readPasswordFile(
     text = await Deno.readTextFile(path);
     mode = (await Deno.stat(path)).mode;
   } catch (e) {
+    // The path is not echoed: a file that cannot be read may be a password pasted in its place.
+    // (Deno's own messages hold the path too: only the error's kind is said.)
     throw new UsageError(
-      `Cannot read the admin password file "${path}": ${
-        e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message
+      `Cannot read the admin password file (--admin-password-file): ${
+        e instanceof Deno.errors.NotFound
+          ? "no such file"
+          : e instanceof Deno.errors.PermissionDenied
+          ? "permission denied"
+          : e instanceof Deno.errors.IsADirectory
+          ? "it is a directory"
+          : (e as Error).name
       }`,
       "Pass --admin-password-file with a file that holds the password on one line.",
     );

@@ -40,11 +40,12 @@ Deno.test("readPasswordFile(): one line, trailing newline dropped; errors name t
     await Deno.writeTextFile(`${dir}/empty`, "\n");
     await assertRejects(() => readPasswordFile(`${dir}/empty`), UsageError, /must hold one line/);
     const m = await assertRejects(
-      () => readPasswordFile(`${dir}/nope`),
+      () => readPasswordFile(`${dir}/pasted-Pa55word`),
       UsageError,
       /no such file/,
     );
     assertEquals(m.exitCode, 2);
+    assert(!m.message.includes("Pa55word"), "the path (maybe a pasted password) is not echoed");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import type { Context } from "../context.ts";
 import { AUDIT_LOG } from "../layout.ts";
-import { redactArgs } from "./redact.ts";
+import { redactArgs } from "../cli/flags.ts";
 import { writeAll } from "../fsutil.ts";
 import { DbEventSchema } from "./journal.ts";
 

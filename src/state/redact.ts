@@ -61,41 +61,66 @@ function redactValue(value: string): string {
   return value.replace(URL_CREDS_RE, `$1${REDACTED}$3`);
 }
 
+/** What the redaction needs to know of one flag: whether it takes a value, whether it is secret. */
+export interface FlagKind {
+  takesValue: boolean;
+  secret: boolean;
+}
+
 /**
- * Returns a copy of a command line with secret values replaced by `***`:
- * the value of a flag whose name looks secret (`--hf-token=abc`, `--admin-password abc`),
- * `KEY=VALUE` arguments whose key looks secret (also as a flag value: `--env HF_TOKEN=abc`),
- * and passwords in URLs (`https://user:pw@host`). Everything else is kept as is.
+ * The kind of a flag the flag table does not know (a typo, a flag of another version): a name
+ * that looks secret (`--admin-pasword`, `--hf-token`) is taken to carry a secret value, so a
+ * mistyped secret flag is hidden too; `--no-...` switches never are.
  */
-export function redactArgs(argv: readonly string[]): string[] {
+export function unknownFlagKind(name: string): FlagKind {
+  const secret = !name.startsWith("no-") && isSecretKey(name);
+  return { takesValue: secret, secret };
+}
+
+/**
+ * Returns a copy of a command line with secret values replaced by `***`, by the flag table
+ * (`lookup`: the kind of a flag name without its dashes, undefined when unknown):
+ * - a secret flag's value in both forms, `--flag=value` and `--flag value`, whatever the value
+ *   looks like (one starting with `-` included: the parser would take it as the value);
+ * - when `--` comes where a secret flag awaits its value, everything after it;
+ * - unknown flags whose name looks secret, like secret flags (see unknownFlagKind);
+ * - `KEY=VALUE` arguments whose key looks secret (also as a flag's value: `--env HF_TOKEN=abc`)
+ *   and passwords in URLs (`https://user:pw@host`).
+ * Everything else is kept as is. The CLI's `redactArgs` (src/cli/flags.ts) gives its flag table.
+ */
+export function redactArgsWith(
+  argv: readonly string[],
+  lookup: (name: string) => FlagKind | undefined = () => undefined,
+): string[] {
   const out: string[] = [];
-  let hideNext = false;
-  let afterDoubleDash = false;
+  let pending: FlagKind | undefined; // a flag that awaits its value
+  let hideRest = false;
   for (const arg of argv) {
-    if (hideNext) {
-      hideNext = false;
-      // `--token --other`: the flag had no value; keep the next flag.
-      if (!arg.startsWith("-") || arg === "-") {
-        out.push(REDACTED);
-        continue;
-      }
-    }
-    if (!afterDoubleDash && arg === "--") {
-      afterDoubleDash = true;
-      out.push(arg);
+    if (hideRest) {
+      out.push(REDACTED);
       continue;
     }
-    const flag = afterDoubleDash
-      ? null
-      : /^(--?[A-Za-z0-9][A-Za-z0-9_.-]*)(=([\s\S]*))?$/.exec(arg);
+    if (pending) {
+      const p = pending;
+      pending = undefined;
+      if (p.secret && arg === "--") {
+        // `--token -- value`: whatever follows may be the value.
+        out.push(arg);
+        hideRest = true;
+      } else {
+        out.push(p.secret ? REDACTED : redactValue(arg));
+      }
+      continue;
+    }
+    const flag = arg === "--" ? null : /^(--?)([^=]+)(=([\s\S]*))?$/.exec(arg);
     if (flag) {
-      const name = flag[1];
-      const secret = isSecretKey(name.replace(/^-+/, "")) && !/^--no-/.test(name);
-      if (flag[2] !== undefined) {
-        out.push(secret ? `${name}=${REDACTED}` : `${name}=${redactValue(flag[3])}`);
+      const name = flag[2];
+      const kind = lookup(name) ?? unknownFlagKind(name);
+      if (flag[3] !== undefined) {
+        out.push(`${flag[1]}${name}=${kind.secret ? REDACTED : redactValue(flag[4])}`);
       } else {
         out.push(arg);
-        hideNext = secret;
+        if (kind.takesValue) pending = kind;
       }
       continue;
     }

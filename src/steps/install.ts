@@ -35,7 +35,7 @@ import { acquireLock, type StateLock } from "../state/lock.ts";
 import { auditRun, type Verdict } from "../state/audit.ts";
 import { preflight } from "./preflight.ts";
 import { quickRerun } from "./rerun.ts";
-import { runSteps } from "./runner.ts";
+import { fromOsError, runSteps } from "./runner.ts";
 import type { InstallOptions, InstallReport, InstallRun } from "./types.ts";
 
 export type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
@@ -186,9 +186,11 @@ export async function runInstall(ctx: Context, o: InstallOptions): Promise<Insta
     await end("ok", 0);
     durations.total = Math.round(performance.now() - t0);
     return run.report;
-  } catch (e) {
+  } catch (caught) {
+    // An error of the system before the steps (an unreadable bundle file): exit 3, not a bug.
     // A run that stops before the hand-installed 0.1's files are written does not record it.
     forgetByHand?.();
+    const e = ctx.signal.aborted ? caught : fromOsError("preflight", caught, false);
     if (journal && lock) {
       const code = e instanceof InstallError
         ? e.exitCode

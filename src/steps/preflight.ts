@@ -84,6 +84,71 @@ export function compareReleases(a: string, b: string): number {
   return 0;
 }
 
+/**
+ * The Cortex dir must be a checkout: its `backend/` folder holds the env files the compose file
+ * reads (`backend/.env.prod`) and the settings step writes (`backend/.env`). Without it the run
+ * would load images and write settings, then fail at `compose up`: refuse it before any write.
+ */
+export async function requireCheckout(cortexDir: string): Promise<void> {
+  let detail: string | undefined;
+  try {
+    if (!(await Deno.stat(`${cortexDir}/backend`)).isDirectory) detail = "backend is not a folder";
+  } catch (e) {
+    detail = e instanceof Deno.errors.NotFound
+      ? "it has no backend/ folder"
+      : `cannot read its backend/ folder: ${(e as Error).message}`;
+  }
+  if (detail) {
+    throw preflightError(
+      "preflight",
+      `Cannot use the Cortex dir "${cortexDir}": ${detail}`,
+      "Pass the Cortex checkout (the folder with the compose files and backend/) with --cortex-dir.",
+    );
+  }
+}
+
+const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+
+/**
+ * Checks that a folder the run will write into can be written, by creating and removing a
+ * hidden probe file in it (the only way to know: modes, ACLs, read-only mounts and root squash
+ * all decide). A folder that does not exist yet is checked where it will be created.
+ */
+export async function requireWritable(dir: string, what: string): Promise<void> {
+  let at = dir;
+  for (;;) {
+    try {
+      await Deno.stat(at);
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound) || at === "/") break;
+      at = parentOf(at);
+    }
+  }
+  try {
+    const probe = await Deno.makeTempFile({ dir: at, prefix: ".cortex-install-probe-" });
+    await Deno.remove(probe);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const why = code === "EROFS"
+      ? "it is on a read-only filesystem"
+      : code === "EACCES" || code === "EPERM" || e instanceof Deno.errors.PermissionDenied
+      ? `this user (uid ${Deno.uid() ?? "?"}) may not write there`
+      : code === "ENOSPC"
+      ? "its filesystem is full"
+      : (e as Error).message;
+    throw preflightError(
+      "preflight",
+      `Cannot write into the ${what} "${dir}"${
+        at === dir ? "" : ` (it would be created in "${at}")`
+      }: ${why}`,
+      `Make it writable for this user, or pass another folder (${
+        what === "models dir" ? "--models-dir" : "--hf-cache-dir"
+      }), then run again.`,
+    );
+  }
+}
+
 /** What the install read before the preflight (the re-run check needs them first). */
 export interface PreflightInputs {
   journal: Journal;
@@ -162,6 +227,7 @@ export async function preflight(
       } (leave --compose-file out, or pass it).`,
     );
   }
+  await requireCheckout(o.cortexDir);
   const cur = currentRelease(journal);
   const releaseName = policy.version ?? bundle.cortexVersion ?? release.release;
   if (cur && cur.bundleDigest !== digest && !o.allowDowngrade) {
@@ -214,6 +280,14 @@ export async function preflight(
     // Installed model files hashed by an earlier run and unchanged since (stat) are not re-read.
     knownDigest: (path, st) => verifiedSha256(journal, path, st),
   });
+  // A target that cannot be written (read-only mount, another owner) fails here, not mid-copy.
+  const writes = new Map<string, string>();
+  for (const i of modelPlan?.items ?? []) {
+    if (i.writeBytes <= 0) continue;
+    if (i.target === o.hfCacheDir) writes.set(o.hfCacheDir, "HF cache dir");
+    else writes.set(o.modelsDir, "models dir");
+  }
+  for (const [dir, what] of writes) await requireWritable(dir, what);
   const modelBytes = modelPlan?.items.reduce(
     (s, i) => s + (i.action === "copy" || i.action === "extract" ? i.writeBytes : 0),
     0,

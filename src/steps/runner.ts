@@ -6,7 +6,7 @@
  *
  * Adding a step is one file exporting an `InstallStep` and one line in INSTALL_STEPS.
  */
-import { ExitCode, InstallError, stackError } from "../errors.ts";
+import { ExitCode, InstallError, stackError, type Step, throwIfAborted } from "../errors.ts";
 import { engineImages } from "../images/load.ts";
 import { canonicalRef } from "../host/compose.ts";
 import { rollbackTo } from "../host/rollback.ts";
@@ -81,6 +81,9 @@ export async function runSteps(
   let hostChanged = false;
   let stackDone = false;
   for (const step of steps) {
+    // An interrupt that came while a step that does not watch the signal ran (settings: a few
+    // atomic writes) stops the run here, before the next step begins.
+    throwIfAborted(ctx.signal);
     if (step.when && !step.when(run)) continue;
     recordStep(journal, step.name, "running");
     await save();
@@ -100,7 +103,8 @@ export async function runSteps(
       if (run.previous && e instanceof InstallError && e.exitCode === ExitCode.Stack) {
         await rollBack(run, e);
       }
-      throw hostChanged ? afterHostChanged(e) : e;
+      const err = ctx.signal.aborted ? e : fromOsError(step.name, e, hostChanged);
+      throw hostChanged ? afterHostChanged(err) : err;
     } finally {
       report.durations[step.name] = Math.round(performance.now() - t0);
     }
@@ -139,6 +143,35 @@ export function recordInstalled(journal: Journal, rel: Release): number {
     ...(cur.dbBackup ? { dbBackup: cur.dbBackup } : {}),
   };
   return idx!;
+}
+
+/** What to do about an error of the operating system, by its code. */
+const OS_HINTS: Record<string, string> = {
+  ENOSPC: "The filesystem is full: free space on it",
+  EDQUOT: "The disk quota is used up: free space",
+  EROFS: "The filesystem is read-only: mount it read-write or pick another folder",
+  EACCES: "Permission denied: run as a user who may read and write there, or fix the owner or mode",
+  EPERM: "Operation not permitted: run as a user who may read and write there",
+  EIO: "The disk reported an I/O error: check it (dmesg)",
+};
+
+/**
+ * An error of the operating system raised by a step (a write refused: disk full, read-only,
+ * permission) is no bug: it becomes an InstallError of that step saying what to do, exit 7
+ * once the host was changed (3 before). Other errors are returned as they are.
+ */
+export function fromOsError(step: string, e: unknown, hostChanged: boolean): unknown {
+  const code = (e as { code?: unknown })?.code;
+  if (!(e instanceof Error) || e instanceof InstallError || typeof code !== "string") return e;
+  if (!/^E[A-Z0-9]+$/.test(code)) return e;
+  const what = OS_HINTS[code] ?? `The system refused it (${code})`;
+  return new InstallError(
+    step as Step,
+    `Cannot finish the ${step} step: ${e.message}`,
+    hostChanged ? ExitCode.Partial : ExitCode.Preflight,
+    `${what}, then run the same command again to resume (what was done is in the journal: ` +
+      "`cortex-install status`).",
+  );
 }
 
 /**
