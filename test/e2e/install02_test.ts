@@ -40,6 +40,7 @@ import {
 } from "../support/cortex.ts";
 import { type CliResult, countLoadEvents, REPO_ROOT, runCli } from "../support/fixtures.ts";
 import { runOnPty } from "../support/pty.ts";
+import { mergeArgs } from "../support/args.ts";
 import { runCommand, runDocker } from "../../src/docker.ts";
 import { envRecord, parseEnv } from "../../src/host/dotenv.ts";
 
@@ -345,11 +346,12 @@ Deno.test({
             runCli(["plan", ...s.args, "--skip-start", "--json"]),
             runCli([
               "plan",
-              ...s.args,
-              "--compose-file",
-              join(s.cortexDir, "docker.compose.dev.yaml"),
+              ...mergeArgs(s.args, [
+                "--compose-file",
+                join(s.cortexDir, "docker.compose.dev.yaml"),
+              ]),
             ]),
-            runCli(["plan", ...s.args, "--compose", "v1"]),
+            runCli(["plan", ...mergeArgs(s.args, ["--compose", "v1"])]),
           ]).then((rs) => rs.map(keep));
           assertEquals(plan.code, 0, plan.stderr);
           const j = oneJson(plan);

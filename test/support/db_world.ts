@@ -14,6 +14,7 @@
  *   readiness URL is the gateway's /health.
  * Every name carries a unique label; `cleanup()` removes the containers, the volume and the dir.
  */
+import { mergeArgs } from "./args.ts";
 import { runDocker } from "../../src/docker.ts";
 import { fileSha256, removeTestImages, REPO_ROOT, writeChecksums } from "./fixtures.ts";
 import { freePort } from "./release_fixture.ts";
@@ -227,31 +228,31 @@ export async function newDbWorld(img: DbImages): Promise<DbWorld> {
     ports,
     pg,
     service,
-    installArgs: (bundleDir, extra = []) => [
-      "install",
-      "--bundle",
-      bundleDir,
-      "--cortex-dir",
-      cortexDir,
-      "--compose-file",
-      composeFile,
-      "--project-name",
-      project,
-      "--models-dir",
-      `${root}/models`,
-      "--hf-cache-dir",
-      `${root}/hf-cache`,
-      "--state-dir",
-      stateDir,
-      "--manifest",
-      manifestPath,
-      "--offline",
-      "--yes",
-      "--json",
-      "--wait-timeout",
-      "90",
-      ...extra,
-    ],
+    installArgs: (bundleDir, extra = []) =>
+      mergeArgs([
+        "install",
+        "--bundle",
+        bundleDir,
+        "--cortex-dir",
+        cortexDir,
+        "--compose-file",
+        composeFile,
+        "--project-name",
+        project,
+        "--models-dir",
+        `${root}/models`,
+        "--hf-cache-dir",
+        `${root}/hf-cache`,
+        "--state-dir",
+        stateDir,
+        "--manifest",
+        manifestPath,
+        "--offline",
+        "--yes",
+        "--json",
+        "--wait-timeout",
+        "90",
+      ], extra),
     psql: async (sql) => {
       const c = await service("postgres");
       if (!c) throw new Error("postgres is not running");

@@ -7,6 +7,7 @@
  * engine, so that installs really load them. The stack runs as compose project `cit-<label>`;
  * `cleanup()` removes its containers, the images labelled `cit=<label>` and the folder.
  */
+import { mergeArgs } from "./args.ts";
 import { fileSha256, randomLabel, REPO_ROOT, writeChecksums } from "./fixtures.ts";
 import { runCommand, runDocker } from "../../src/docker.ts";
 
@@ -181,35 +182,35 @@ export async function newWorld(): Promise<World> {
     stateDir: `${root}/state`,
     manifestPath,
     ports,
-    installArgs: (bundleDir, extra = []) => [
-      "install",
-      "--bundle",
-      bundleDir,
-      "--cortex-dir",
-      cortexDir,
-      "--compose-file",
-      composeFile,
-      "--project-name",
-      `cit-${label}`,
-      "--models-dir",
-      `${root}/models`,
-      "--hf-cache-dir",
-      `${root}/hf-cache`,
-      "--state-dir",
-      `${root}/state`,
-      "--manifest",
-      manifestPath,
-      "--offline",
-      // Cortex 0.1 runs on Compose v1 in the field too: its journeys use it.
-      "--compose",
-      "v1",
-      "--yes",
-      "--wait-timeout",
-      "60",
-      // The stack's "postgres" is a busybox stand-in: there is no database to back up.
-      "--skip-db",
-      ...extra,
-    ],
+    installArgs: (bundleDir, extra = []) =>
+      mergeArgs([
+        "install",
+        "--bundle",
+        bundleDir,
+        "--cortex-dir",
+        cortexDir,
+        "--compose-file",
+        composeFile,
+        "--project-name",
+        `cit-${label}`,
+        "--models-dir",
+        `${root}/models`,
+        "--hf-cache-dir",
+        `${root}/hf-cache`,
+        "--state-dir",
+        `${root}/state`,
+        "--manifest",
+        manifestPath,
+        "--offline",
+        // Cortex 0.1 runs on Compose v1 in the field too: its journeys use it.
+        "--compose",
+        "v1",
+        "--yes",
+        "--wait-timeout",
+        "60",
+        // The stack's "postgres" is a busybox stand-in: there is no database to back up.
+        "--skip-db",
+      ], extra),
     cleanup: async () => {
       await removeProject(`cit-${label}`);
       await removeLabelled(label);
