@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { assert, assertEquals, assertMatch, assertNotMatch } from "../support/assert.ts";
-import { runCli } from "../support/fixtures.ts";
+import { runCli, watchLoadEvents } from "../support/fixtures.ts";
 import { buildTar, gzip, sha256 } from "../support/tarbuild.ts";
 import {
   buildCortexBundle,
@@ -157,7 +157,7 @@ Deno.test({
         "fresh install: images, env files, effective settings, models, health",
         async (t) => {
           const s = fresh;
-          const t0 = now();
+          const loads = watchLoadEvents(now());
           const r = await runCli([
             "install",
             ...s.args,
@@ -166,7 +166,7 @@ Deno.test({
             "--wait-timeout",
             "120",
           ]);
-          const t1 = now() + 1;
+          const loaded = await loads.stop();
           assertEquals(r.code, 0, r.stderr);
           const j = oneJson(r);
           await assertNoSecrets(s, r.stdout, r.stderr);
@@ -177,7 +177,11 @@ Deno.test({
               j.images.images.map((i: Json) => [i.refs[0], i.verdict]),
               b.refs.map((r) => [r, "loaded"]),
             );
-            assertEquals(await countNamespaceLoads(b.ns, t0, t1), b.refs.length, "load events");
+            assertEquals(
+              loaded.filter((a) => JSON.stringify(a).includes(`"${b.ns}/`)).length,
+              b.refs.length,
+              "load events",
+            );
             for (const ref of b.refs) {
               const x = await runCommand("docker", [
                 "image",

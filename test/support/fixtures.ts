@@ -555,6 +555,42 @@ export async function countLoadEvents(
   return events.filter((a) => !label || a.Attributes?.cit === label).length;
 }
 
+/**
+ * Watches the engine's image `load` events from `sinceSec` on, streamed: `docker events --until`
+ * answers from the engine's ring buffer of the last 256 events, which a busy parallel suite (health
+ * checks, execs) overruns during a long install. `stop()` waits a second for late events, ends the
+ * watch and returns the actors seen.
+ */
+export function watchLoadEvents(sinceSec: number): {
+  stop(): Promise<{ ID: string; Attributes?: Record<string, string> }[]>;
+} {
+  const child = new Deno.Command("docker", {
+    args: [
+      "events",
+      "--since",
+      sinceSec.toFixed(6),
+      "--filter",
+      "type=image",
+      "--filter",
+      "event=load",
+      "--format",
+      "{{json .Actor}}",
+    ],
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const out = new Response(child.stdout).text();
+  return {
+    async stop() {
+      await new Promise((r) => setTimeout(r, 1000));
+      child.kill("SIGTERM");
+      await child.status;
+      return (await out).split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+    },
+  };
+}
+
 /** The actors (`{ID, Attributes}`) of the engine's image `load` events between two instants. */
 export async function loadEvents(
   sinceSec: number,
