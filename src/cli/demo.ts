@@ -74,6 +74,8 @@ async function prepare02(
       stateDir: demo.stateDir,
       manifestPath: demo.manifestPath,
       admin: { passwordFromFile: pw.password },
+      // The demo's gateway is a busybox stand-in with no bundles API to register models with.
+      skipRegister: true,
     }),
   };
 }
