@@ -369,7 +369,7 @@ Deno.test({
               containerPath: inside,
               conflict,
               pollMs: 100,
-              timeoutMs: 30_000,
+              timeoutMs: 300_000,
             });
           const first = await reg("skip");
           assertEquals(first.models.map((m) => [m.source, m.status]).sort(), [[

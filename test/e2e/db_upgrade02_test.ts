@@ -108,9 +108,9 @@ services:
       PGPORT: "${w.ports.postgres}"
     healthcheck:
       test: ["CMD-SHELL", "pg_isready -U ${user} -d ${db}"]
-      interval: 1s
+      interval: 3s
       timeout: 3s
-      retries: 60
+      retries: 20
     volumes:
       - postgres_data:/var/lib/postgresql/data
   gateway:
@@ -134,9 +134,9 @@ services:
       - \${CORTEX_EXPORT_DIR:-${w.root}/exports}:/var/cortex/exports
     healthcheck:
       test: ["CMD-SHELL", "curl -fsS http://127.0.0.1:${w.ports.gateway}/health"]
-      interval: 1s
+      interval: 3s
       timeout: 3s
-      retries: 120
+      retries: 40
     depends_on:
       postgres:
         condition: service_healthy

@@ -164,7 +164,7 @@ Deno.test({
             "--yes",
             "--json",
             "--wait-timeout",
-            "120",
+            "300",
           ]);
           const loaded = await loads.stop();
           assertEquals(r.code, 0, r.stderr);
@@ -387,7 +387,7 @@ Deno.test({
             "--yes",
             "--json",
             "--wait-timeout",
-            "120",
+            "300",
           ]);
           assertEquals(r.code, 0, r.stderr);
           oneJson(r);

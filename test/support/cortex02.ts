@@ -103,9 +103,9 @@ function standIn(port: string, files: Record<string, string>): string[] {
 
 const health = (url: string) => ({
   test: ["CMD-SHELL", `wget -q -O- ${url} >/dev/null`],
-  interval: "1s",
+  interval: "3s",
   timeout: "3s",
-  retries: 60,
+  retries: 20,
 });
 
 /**

@@ -130,9 +130,9 @@ services:
       PGPORT: "${w.ports.postgres}"
     healthcheck:
       test: ["CMD-SHELL", "pg_isready -U ${user} -d ${db}"]
-      interval: 1s
+      interval: 3s
       timeout: 3s
-      retries: 60
+      retries: 20
     volumes:
       - postgres_data:/var/lib/postgresql/data
   gateway:
@@ -147,9 +147,9 @@ services:
       CORTEX_MODELS_DIR: \${CORTEX_MODELS_DIR:-/var/cortex/models}
     healthcheck:
       test: ["CMD-SHELL", "curl -fsS http://127.0.0.1:${w.ports.gateway}/health"]
-      interval: 1s
+      interval: 3s
       timeout: 3s
-      retries: 120
+      retries: 40
     depends_on: [postgres]
 volumes:
   postgres_data:
@@ -250,8 +250,9 @@ export async function newDbWorld(img: DbImages): Promise<DbWorld> {
         "--offline",
         "--yes",
         "--json",
+        // Generous: a wait ends as soon as the stack is healthy; a busy CI host may take minutes.
         "--wait-timeout",
-        "90",
+        "300",
       ], extra),
     psql: async (sql) => {
       const c = await service("postgres");

@@ -87,7 +87,7 @@ const svc = (port: number, body: string) =>
 function composeText(prefix: string, ports: World["ports"]): string {
   const hc = (port: number) =>
     `    healthcheck:\n      test: ["CMD-SHELL", "wget -q -O- http://127.0.0.1:${port}/health"]\n` +
-    `      interval: 1s\n      timeout: 3s\n      retries: 60\n`;
+    `      interval: 3s\n      timeout: 3s\n      retries: 20\n`;
   return `# cortex-install test stack (busybox stand-ins on loopback ports)
 services:
   postgres:
@@ -206,8 +206,9 @@ export async function newWorld(): Promise<World> {
         "--compose",
         "v1",
         "--yes",
+        // Generous: a wait ends as soon as the stack is healthy; a busy CI host may take minutes.
         "--wait-timeout",
-        "60",
+        "300",
         // The stack's "postgres" is a busybox stand-in: there is no database to back up.
         "--skip-db",
       ], extra),
