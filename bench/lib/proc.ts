@@ -33,8 +33,11 @@ function hasTimeBin(): boolean {
 export interface TimedOptions {
   env?: Record<string, string>;
   cwd?: string;
-  /** A cgroup v1/v2 folder whose `cgroup.procs` the process joins before it starts. */
-  cgroup?: string;
+  /**
+   * cgroup folders (v1: one per controller, v2: one) whose `cgroup.procs` the process joins
+   * before it starts.
+   */
+  cgroups?: string[];
   /** Input file fed to stdin. */
   stdinFile?: string;
 }
@@ -50,13 +53,15 @@ export async function timed(cmd: string[], o: TimedOptions = {}): Promise<Timed>
     argv = ["sh", "-c", 'f="$1"; shift; exec "$@" < "$f"', "sh", o.stdinFile, ...argv];
   }
   if (rssFile) argv = [TIME_BIN, "-f", "%M %U %S", "-o", rssFile, ...argv];
-  if (o.cgroup) {
+  if (o.cgroups?.length) {
     argv = [
       "sh",
       "-c",
-      'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
+      'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; ' +
+      'shift; n=$((n - 1)); done; exec "$@"',
       "sh",
-      o.cgroup,
+      String(o.cgroups.length),
+      ...o.cgroups,
       ...argv,
     ];
   }

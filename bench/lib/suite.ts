@@ -16,8 +16,8 @@ export interface Contender {
   prepare?: () => Promise<void>;
   /** Untimed: checks the run did what it should (throws otherwise). */
   check?: (t: Timed) => void | Promise<void>;
-  /** Run inside this cgroup folder (slow-media's throttle). */
-  cgroup?: string;
+  /** Run inside these cgroup folders (slow-media's read throttle and memory cap). */
+  cgroups?: string[];
   env?: Record<string, string>;
   /** Do not drop the page cache before this one (a warm re-run). */
   warm?: boolean;
@@ -115,7 +115,7 @@ export async function runRounds(contenders: Contender[], rounds: number): Promis
         if (await dropCaches()) cacheState.dropped++;
         else cacheState.failed++;
       }
-      const t = await timed(c.cmd, { cgroup: c.cgroup, env: c.env });
+      const t = await timed(c.cmd, { cgroups: c.cgroups, env: c.env });
       if (t.code !== 0) {
         throw new Error(
           `${c.label}: exit ${t.code}: ${
