@@ -770,31 +770,41 @@ async function streamLoad(
     const writer = transform ? transform.writable.getWriter() : stdin.getWriter();
     let writing = true;
     let pending: Promise<void> = Promise.resolve();
-    const bufs = [new Uint8Array(LOAD_WRITE_SIZE), new Uint8Array(LOAD_WRITE_SIZE)];
-    let which = 0;
+    // Three buffers: while this thread hashes chunk i, Deno's I/O threads read chunk i + 1 and
+    // the engine takes chunk i - 1 (SHA-256 is the one serial part; reads no longer wait on it).
+    const bufs = [0, 1, 2].map(() => new Uint8Array(LOAD_WRITE_SIZE));
+    const bufFor = (i: number) => transform ? new Uint8Array(LOAD_WRITE_SIZE) : bufs[i % 3];
+    let reading: Promise<number> = Promise.resolve(0);
     try {
       using f = await Deno.open(path, { read: true });
-      while (!ctx.signal.aborted) {
-        const buf = transform ? new Uint8Array(LOAD_WRITE_SIZE) : bufs[which];
-        which ^= 1;
-        const filled = await readFull(f, buf);
-        if (filled === 0) break;
-        const chunk = buf.subarray(0, filled);
-        h?.update(chunk);
-        bytes += filled;
-        ctx.progress.advance(filled);
-        // The other buffer's write must finish before that buffer is read into again.
+      try {
+        let buf = bufFor(0);
+        reading = readFull(f, buf);
+        for (let i = 0; !ctx.signal.aborted; i++) {
+          const filled = await reading;
+          if (filled === 0) break;
+          const chunk = buf.subarray(0, filled);
+          // Buffer i + 1 held chunk i - 2, whose write ended before chunk i - 1's began.
+          buf = bufFor(i + 1);
+          reading = filled < LOAD_WRITE_SIZE ? Promise.resolve(0) : readFull(f, buf);
+          reading.catch(() => {});
+          h?.update(chunk);
+          bytes += filled;
+          ctx.progress.advance(filled);
+          await pending;
+          if (writing) {
+            // Handled at once: a write that fails (docker exited) while we are reading must not
+            // surface as an unhandled rejection; the loop sees `writing` turn false.
+            pending = writer.write(chunk).catch(() => {
+              writing = false;
+            });
+          } else if (!hash) break;
+        }
         await pending;
-        if (writing) {
-          // Handled at once: a write that fails (docker exited) while we are reading must not
-          // surface as an unhandled rejection; the loop sees `writing` turn false.
-          pending = writer.write(chunk).catch(() => {
-            writing = false;
-          });
-        } else if (!hash) break;
-        if (filled < buf.length) break;
+      } finally {
+        // The read in flight ends before the file closes.
+        await reading.catch(() => 0);
       }
-      await pending;
     } finally {
       if (writing && !ctx.signal.aborted) await writer.close().catch(() => {});
       else await writer.abort().catch(() => {});
