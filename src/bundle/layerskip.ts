@@ -270,13 +270,15 @@ export function skipLayersTransform(
     transform(chunk, c) {
       let off = 0;
       while (off < chunk.length) {
+        // What is passed on is copied: the writer reuses its buffers once a write settles
+        // (skipped bytes, most of an upgrade's, then cost nothing at all).
         if (mode === "raw") {
-          c.enqueue(off === 0 ? chunk : chunk.subarray(off));
+          c.enqueue(chunk.slice(off));
           return;
         }
         if (mode === "pass" || mode === "skip") {
           const n = Math.min(remaining, chunk.length - off);
-          if (mode === "pass") c.enqueue(chunk.subarray(off, off + n));
+          if (mode === "pass") c.enqueue(chunk.slice(off, off + n));
           off += n;
           remaining -= n;
           if (remaining === 0) mode = "header";

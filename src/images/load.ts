@@ -761,8 +761,8 @@ async function streamLoad(
   const h = hash ? createSha256() : undefined;
   let bytes = 0;
   const feed = async (stdin: WritableStream<Uint8Array>) => {
-    // With layers to leave out, the bytes go through the tar transform. It forwards subarrays of
-    // the chunks it gets, which may wait in a queue: every chunk is then a fresh buffer.
+    // With layers to leave out, the bytes go through the tar transform, which copies what it
+    // passes on: a chunk's buffer is free again once its write settles, with or without it.
     const transform = blank ? skipLayersTransform(blank, stats) : undefined;
     const piping = transform
       ? transform.readable.pipeTo(stdin).then(() => true, () => false)
@@ -773,7 +773,7 @@ async function streamLoad(
     // Three buffers: while this thread hashes chunk i, Deno's I/O threads read chunk i + 1 and
     // the engine takes chunk i - 1 (SHA-256 is the one serial part; reads no longer wait on it).
     const bufs = [0, 1, 2].map(() => new Uint8Array(LOAD_WRITE_SIZE));
-    const bufFor = (i: number) => transform ? new Uint8Array(LOAD_WRITE_SIZE) : bufs[i % 3];
+    const bufFor = (i: number) => bufs[i % 3];
     let reading: Promise<number> = Promise.resolve(0);
     try {
       using f = await Deno.open(path, { read: true });
