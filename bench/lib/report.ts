@@ -91,6 +91,18 @@ export function resultsMarkdown(res: Results, explain: Record<string, string>): 
     }
     L.push("");
   }
+  // Ratios the issue gives no number for (models (a): "as close as one core's SHA-256 allows").
+  const noted = res.cases.flatMap((c) =>
+    c.ratios.filter((r) => r.met === undefined && explain[`${c.id}/${r.id}`] !== undefined)
+      .map((r) => ({ c, r }))
+  );
+  if (noted.length > 0) {
+    L.push("## Other ratios, and what limits them", "");
+    for (const { c, r } of noted) {
+      L.push(`- **${c.id}: ${r.label}** ${fmtRatio(r)}. ${explain[`${c.id}/${r.id}`]}`);
+    }
+    L.push("");
+  }
   L.push("## Medians", "");
   for (const c of res.cases) {
     L.push(`### ${c.title}`, "");
