@@ -402,43 +402,70 @@ export async function sharedBaseCase(env: Env): Promise<Omit<CaseResult, "second
   const refs = [vllm, llama, baseRef];
   await removeRefs(refs);
   const reset = () => removeRefs(refs);
-  const files = images.map((i) => i.file);
   try {
-    const cs: Contender[] = [
-      ...ours(env, { prepare: reset, check: loadedAll(2) }, ["load", "--bundle", dir, "--json"]),
-      {
-        id: "floor",
-        label: "`docker load -i` of both tars",
-        cmd: dockerLoadAll(dir, files),
-        prepare: reset,
-      },
-    ];
-    const ms = await runRounds(cs, s.rounds);
-    const o = pick(ms, "ours");
-    return {
+    return await againstDockerLoad(env, {
       id: "shared-base",
       title: "shared-base: vLLM and llama.cpp images sharing a 600 MB base layer",
-      contenders: ms,
-      ratios: [
-        ratio(
-          "vs-floor",
-          "faster than `docker load -i` of both",
-          pick(ms, "floor").median / o.median,
-          "faster",
-          { op: ">=", value: 1.25 },
-        ),
-        ...compareRatio(env, ms),
-      ],
+      dir,
+      files: images.map((i) => i.file),
+      reset,
+      floorLabel: "`docker load -i` of both tars",
+      ratioLabel: "faster than `docker load -i` of both",
+      target: 1.25,
       notes: [
         `tars: ${images.map((i) => `${i.file} ${mb(i.size)}`).join(", ")}; base layer ${
           mb(s.sharedBase)
         }`,
       ],
-    };
+    });
   } finally {
     await reset();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * A load case whose only baseline is `docker load -i` of the same tars (shared-base, upgrade):
+ * ours and the floor from `reset`'s state, rounds, and the "faster than" ratio with its target.
+ */
+async function againstDockerLoad(env: Env, o: {
+  id: string;
+  title: string;
+  dir: string;
+  files: string[];
+  /** Puts the engine back into the state both start from. */
+  reset: () => Promise<void>;
+  floorLabel: string;
+  ratioLabel: string;
+  target: number;
+  notes: string[];
+}): Promise<Omit<CaseResult, "seconds">> {
+  const cs: Contender[] = [
+    ...ours(env, { prepare: o.reset, check: loadedAll(o.files.length) }, [
+      "load",
+      "--bundle",
+      o.dir,
+      "--json",
+    ]),
+    { id: "floor", label: o.floorLabel, cmd: dockerLoadAll(o.dir, o.files), prepare: o.reset },
+  ];
+  const ms = await runRounds(cs, env.sizes.rounds);
+  return {
+    id: o.id,
+    title: o.title,
+    contenders: ms,
+    ratios: [
+      ratio(
+        "vs-floor",
+        o.ratioLabel,
+        pick(ms, "floor").median / pick(ms, "ours").median,
+        "faster",
+        { op: ">=", value: o.target },
+      ),
+      ...compareRatio(env, ms),
+    ],
+    notes: o.notes,
+  };
 }
 
 /** upgrade: a v2 tar sharing 90% of its bytes with the installed v1, against `docker load -i`. */
@@ -459,33 +486,17 @@ export async function upgradeCase(env: Env): Promise<Omit<CaseResult, "seconds">
   await removeRefs([v2, baseRef]); // v1 stays: the installed release
   const reset = () => removeRefs([v2]);
   try {
-    const cs: Contender[] = [
-      ...ours(env, { prepare: reset, check: loadedAll(1) }, ["load", "--bundle", dir, "--json"]),
-      {
-        id: "floor",
-        label: "`docker load -i`",
-        cmd: dockerLoadAll(dir, [images[0].file]),
-        prepare: reset,
-      },
-    ];
-    const ms = await runRounds(cs, s.rounds);
-    const o = pick(ms, "ours");
-    return {
+    return await againstDockerLoad(env, {
       id: "upgrade",
       title: "upgrade: a v2 engine tar sharing 90% of its bytes with the installed v1",
-      contenders: ms,
-      ratios: [
-        ratio(
-          "vs-floor",
-          "faster than `docker load -i`",
-          pick(ms, "floor").median / o.median,
-          "faster",
-          { op: ">=", value: 1.7 },
-        ),
-        ...compareRatio(env, ms),
-      ],
+      dir,
+      files: [images[0].file],
+      reset,
+      floorLabel: "`docker load -i`",
+      ratioLabel: "faster than `docker load -i`",
+      target: 1.7,
       notes: [`v2 tar ${mb(images[0].size)}, ${mb(baseBytes)} of it in the base layer v1 has`],
-    };
+    });
   } finally {
     await removeRefs([v2, v1, baseRef]);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
