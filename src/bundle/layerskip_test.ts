@@ -254,6 +254,39 @@ Deno.test("skipLayersTransform() passes a non-tar on unchanged", async (t) => {
   });
 });
 
+Deno.test(
+  "skipLayersTransform() copies what it passes on: the writer reuses one buffer for every chunk",
+  async (t) => {
+    // The loader reads each chunk into one of three buffers and reads into it again once the
+    // chunk's write has settled, while the output may still wait in the readable's queue.
+    const collect = async (input: Uint8Array, blank: Set<string>, chunk: number) => {
+      const tr = skipLayersTransform(blank);
+      const reading = new Response(tr.readable).arrayBuffer();
+      const w = tr.writable.getWriter();
+      const buf = new Uint8Array(chunk);
+      for (let i = 0; i < input.length; i += chunk) {
+        const n = Math.min(chunk, input.length - i);
+        buf.set(input.subarray(i, i + n));
+        await w.write(buf.subarray(0, n));
+        buf.fill(0xee); // the next read overwrites it
+      }
+      await w.close();
+      return new Uint8Array(await reading);
+    };
+    const input = tar(ENTRIES);
+    for (const chunk of [512, 700, 65536]) {
+      await t.step(`a layer blanked, chunks of ${chunk}`, async () => {
+        const names = ["aaa/layer.tar"];
+        assertEquals(await collect(input, new Set(names), chunk), tar(ENTRIES, new Set(names)));
+      });
+      await t.step(`not a tar (passed raw), chunks of ${chunk}`, async () => {
+        const junk = bytes(3000, 9);
+        assertEquals(await collect(junk, new Set(["x"]), chunk), junk);
+      });
+    }
+  },
+);
+
 async function sha256Hex(s: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", enc.encode(s));
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");

@@ -773,19 +773,18 @@ async function streamLoad(
     // Three buffers: while this thread hashes chunk i, Deno's I/O threads read chunk i + 1 and
     // the engine takes chunk i - 1 (SHA-256 is the one serial part; reads no longer wait on it).
     const bufs = [0, 1, 2].map(() => new Uint8Array(LOAD_WRITE_SIZE));
-    const bufFor = (i: number) => bufs[i % 3];
     let reading: Promise<number> = Promise.resolve(0);
     try {
       using f = await Deno.open(path, { read: true });
       try {
-        let buf = bufFor(0);
+        let buf = bufs[0];
         reading = readFull(f, buf);
         for (let i = 0; !ctx.signal.aborted; i++) {
           const filled = await reading;
           if (filled === 0) break;
           const chunk = buf.subarray(0, filled);
           // Buffer i + 1 held chunk i - 2, whose write ended before chunk i - 1's began.
-          buf = bufFor(i + 1);
+          buf = bufs[(i + 1) % 3];
           reading = filled < LOAD_WRITE_SIZE ? Promise.resolve(0) : readFull(f, buf);
           reading.catch(() => {});
           h?.update(chunk);
